@@ -1,0 +1,251 @@
+// Package config loads and validates the agent's TOML configuration. Every
+// default is set in one place (Default), every check in Validate, and every
+// error names the file, the key and what is wrong.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Sample is the commented sample configuration shipped with the agent
+// (docs/config.md documents every key; a test loads it).
+//
+//go:embed sample.toml
+var Sample []byte
+
+// ErrInvalid is wrapped by every error Load and Validate return.
+var ErrInvalid = errors.New("config: invalid")
+
+// Config is the whole agent configuration.
+type Config struct {
+	DeviceID   string   `toml:"device_id"`
+	DataDir    string   `toml:"data_dir"`
+	Timezone   string   `toml:"timezone"`
+	RosterFile string   `toml:"roster_file"`
+	MQTT       MQTT     `toml:"mqtt"`
+	Readers    []Reader `toml:"readers"`
+
+	// Location is Timezone resolved by Validate.
+	Location *time.Location `toml:"-"`
+	// Path is the file the configuration was loaded from, if any.
+	Path string `toml:"-"`
+}
+
+// MQTT configures the uplink.
+type MQTT struct {
+	Broker      string `toml:"broker"` // empty: offline, buffer everything
+	TopicPrefix string `toml:"topic_prefix"`
+	ClientID    string `toml:"client_id"`
+	Username    string `toml:"username"`
+	Password    string `toml:"password"` // never shown back
+}
+
+// Directions a reader can have.
+const (
+	DirToggle = "toggle"
+	DirIn     = "in"
+	DirOut    = "out"
+)
+
+// Reader configures one credential reader.
+type Reader struct {
+	Name      string `toml:"name"`
+	Driver    string `toml:"driver"`
+	Port      string `toml:"port"`
+	Baud      int    `toml:"baud"`
+	Direction string `toml:"direction"`
+	// RepeatWindow folds repeated frames of the same card into one
+	// presentation: a card is presented again only after the reader has
+	// not seen it for this long. Go duration syntax.
+	RepeatWindow Duration `toml:"repeat_window"`
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"500ms\": %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Drivers lists the reader drivers this build knows.
+var Drivers = []string{"rdm6300"}
+
+// Defaults applied by Default and by Load for keys left out.
+const (
+	DefaultDataDir      = "/var/lib/punchclock"
+	DefaultTimezone     = "UTC"
+	DefaultTopicPrefix  = "punchclock"
+	DefaultBaud         = 9600
+	DefaultRepeatWindow = 500 * time.Millisecond
+)
+
+// Default returns a configuration with every default set.
+func Default() *Config {
+	return &Config{
+		DataDir:  DefaultDataDir,
+		Timezone: DefaultTimezone,
+		MQTT:     MQTT{TopicPrefix: DefaultTopicPrefix},
+	}
+}
+
+func (c *Config) fillReaderDefaults() {
+	for i := range c.Readers {
+		r := &c.Readers[i]
+		if r.Baud == 0 {
+			r.Baud = DefaultBaud
+		}
+		if r.Direction == "" {
+			r.Direction = DirToggle
+		}
+		if r.RepeatWindow.Duration == 0 {
+			r.RepeatWindow.Duration = DefaultRepeatWindow
+		}
+	}
+	if c.MQTT.ClientID == "" && c.DeviceID != "" {
+		c.MQTT.ClientID = "punchclock-" + c.DeviceID
+	}
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return Parse(path, b)
+}
+
+// Parse decodes and validates b; name is used in error messages.
+func Parse(name string, b []byte) (*Config, error) {
+	c := Default()
+	c.Path = name
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, decodeError(name, err)
+	}
+	c.fillReaderDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decodeError(name string, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) {
+		var msgs []string
+		for _, e := range sm.Errors {
+			row, col := e.Position()
+			msgs = append(msgs, fmt.Sprintf("%s:%d:%d: unknown key %q", name, row, col, strings.Join(e.Key(), ".")))
+		}
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(msgs, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if key != "" {
+			return fmt.Errorf("%w: %s:%d:%d: key %q: %v", ErrInvalid, name, row, col, key, de.Error())
+		}
+		return fmt.Errorf("%w: %s:%d:%d: %v", ErrInvalid, name, row, col, de.Error())
+	}
+	return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate checks every key and resolves Location. Its errors name the
+// file and the key.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Sprintf("%s: key %q: %s", c.Path, key, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case c.DeviceID == "":
+		bad("device_id", "required, letters, digits, '_' or '-'")
+	case !idRE.MatchString(c.DeviceID):
+		bad("device_id", "%q may hold only letters, digits, '_' and '-'", c.DeviceID)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if loc, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
+		bad("timezone", "%q is not an IANA time zone such as \"Europe/Amsterdam\"", c.Timezone)
+	} else {
+		c.Location = loc
+	}
+	if b := c.MQTT.Broker; b != "" && !strings.HasPrefix(b, "tcp://") && !strings.HasPrefix(b, "ssl://") {
+		bad("mqtt.broker", "%q must start with tcp:// or ssl:// (or be empty for offline)", b)
+	}
+	if p := c.MQTT.TopicPrefix; p == "" || strings.ContainsAny(p, "#+") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		bad("mqtt.topic_prefix", "%q must be non-empty, without '#', '+' or a leading or trailing '/'", p)
+	}
+	seen := map[string]bool{}
+	ports := map[string]bool{}
+	for i, r := range c.Readers {
+		k := func(f string) string { return fmt.Sprintf("readers[%d].%s", i, f) }
+		switch {
+		case r.Name == "":
+			bad(k("name"), "required")
+		case !idRE.MatchString(r.Name):
+			bad(k("name"), "%q may hold only letters, digits, '_' and '-'", r.Name)
+		case seen[r.Name]:
+			bad(k("name"), "%q is used by another reader", r.Name)
+		}
+		seen[r.Name] = true
+		if !contains(Drivers, r.Driver) {
+			bad(k("driver"), "%q is not one of %s", r.Driver, strings.Join(Drivers, ", "))
+		}
+		switch {
+		case r.Port == "":
+			bad(k("port"), "required, e.g. \"/dev/ttyAMA0\"")
+		case ports[r.Port]:
+			bad(k("port"), "%q is used by another reader", r.Port)
+		}
+		ports[r.Port] = true
+		if !contains(Bauds, r.Baud) {
+			bad(k("baud"), "%d is not a supported rate (%v)", r.Baud, Bauds)
+		}
+		if !contains([]string{DirToggle, DirIn, DirOut}, r.Direction) {
+			bad(k("direction"), "%q must be toggle, in or out", r.Direction)
+		}
+		if r.RepeatWindow.Duration < 0 || r.RepeatWindow.Duration > 10*time.Second {
+			bad(k("repeat_window"), "%v must be between 0 and 10s", r.RepeatWindow.Duration)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Bauds are the rates the serial layer supports.
+var Bauds = []int{1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

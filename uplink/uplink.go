@@ -1,0 +1,654 @@
+// Package uplink drains the terminal's durable outbox to an MQTT broker and
+// receives the roster from it.
+//
+// Rows are published at QoS 1 in outbox order with a window of in-flight
+// publishes, and removed from the outbox only after the broker's PUBACK for
+// that very publish. After any reconnect the outbox is read again from the
+// start, so everything not yet removed is sent again: consumers see
+// duplicates (they dedupe by id), never a loss.
+//
+// Topics, under {prefix}/{device_id}/:
+//
+//	events   outbox rows of kind "events" (published, QoS 1)
+//	shifts   outbox rows of kind "shifts" (published, QoS 1)
+//	status   {"state":"online",...} retained on connect and on PublishStatus;
+//	         {"state":"offline"} retained as Last Will and on Close
+//	roster   subscribed at QoS 1; each message goes to Config.OnRoster
+//
+// # Why one paho client per connection
+//
+// With CleanSession=false and paho's own automatic reconnect, paho resends
+// the publishes still in its memory store when it reconnects, and in doing
+// so it completes the original tokens without an error before the broker
+// has acknowledged anything (messageIds.claimID). Trusting those tokens
+// would remove rows the broker never acknowledged. So the uplink does its
+// own reconnecting with backoff: each connection is a fresh paho client
+// with AutoReconnect off, whose tokens complete without error only on a
+// PUBACK received on that connection; when a connection is lost its pending
+// tokens are abandoned and the outbox is read again from the start. The
+// session at the broker still persists (fixed client id, CleanSession
+// false), so roster messages queued while offline arrive.
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Kinds of outbox rows, and the topic suffix each is published on.
+const (
+	KindEvents = "events"
+	KindShifts = "shifts"
+)
+
+// Values of Status.State.
+const (
+	StateOnline  = "online"
+	StateOffline = "offline"
+)
+
+// Errors returned by New, Start and Close. Match them with errors.Is.
+var (
+	// ErrConfig wraps every configuration error from New.
+	ErrConfig = errors.New("uplink: invalid config")
+	// ErrStarted is returned by a second Start.
+	ErrStarted = errors.New("uplink: already started")
+	// ErrClosed is returned by Start after Close.
+	ErrClosed = errors.New("uplink: closed")
+)
+
+// A Message is one outbox row.
+type Message struct {
+	Seq     uint64 // outbox order; strictly increasing
+	Kind    string // KindEvents or KindShifts
+	Payload []byte // published as is
+}
+
+// Outbox is the durable queue the uplink drains. The agent adapts its
+// bbolt store to it. Both methods are called from the uplink's one
+// goroutine, never concurrently with each other.
+type Outbox interface {
+	// Peek returns up to max rows with Seq > after, in ascending Seq.
+	Peek(after uint64, max int) ([]Message, error)
+	// Remove deletes the rows with these Seqs, in one transaction. Seqs
+	// no longer present are ignored.
+	Remove(seqs []uint64) error
+}
+
+// Status is the retained payload on {prefix}/{device_id}/status.
+type Status struct {
+	State         string `json:"state"`
+	Version       string `json:"version"`
+	RosterVersion int64  `json:"roster_version"`
+	Pending       int    `json:"pending"`
+	RosterError   string `json:"roster_error,omitempty"`
+}
+
+// Config configures an Uplink. Zero durations and Window take defaults
+// (see setDefaults).
+type Config struct {
+	Broker      string // tcp://host[:1883] or ssl://host[:8883] (also mqtt://, mqtts://, tls://)
+	TopicPrefix string // e.g. "punchclock"
+	DeviceID    string
+	ClientID    string // default "punchclock-" + DeviceID; must be stable (persistent session)
+	Username    string
+	Password    string // sent to the broker only; never logged or shown by String
+
+	// TLSConfig is used for ssl://, tls:// and mqtts:// brokers; nil means
+	// the system roots and the broker's host name.
+	TLSConfig *tls.Config
+
+	Outbox Outbox
+	// Status is called (from the uplink's goroutine) to build the retained
+	// online status. State is set to "online" by the uplink. Nil publishes
+	// only the state.
+	Status func() Status
+	// OnRoster is called with each message received on the roster topic,
+	// in order, from paho's delivery goroutine: it must return promptly and
+	// must not call Close. Empty payloads (a cleared retained roster) are
+	// not passed on.
+	OnRoster func(payload []byte)
+	// OnAcked, if set, is called after n acknowledged rows were removed
+	// from the outbox.
+	OnAcked func(n int, at time.Time)
+
+	Window               int           // max in-flight QoS 1 publishes; default 64
+	PollInterval         time.Duration // outbox poll besides Notify; default 1s
+	MaxReconnectInterval time.Duration // backoff cap; default 30s
+	Logger               *slog.Logger  // nil: silent
+	Now                  func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultWindow               = 64
+	DefaultPollInterval         = time.Second
+	DefaultMaxReconnectInterval = 30 * time.Second
+
+	minReconnectInterval = 250 * time.Millisecond
+	connectTimeout       = 10 * time.Second
+	keepAlive            = 30 * time.Second
+	pingTimeout          = 10 * time.Second
+	// writeTimeout bounds how long paho's Publish may block handing a
+	// packet to its writer. With at most Window small packets in flight
+	// the socket buffer never fills on a working link, so a longer wait
+	// means a stalled or dying connection.
+	writeTimeout     = 3 * time.Second
+	subscribeTimeout = 10 * time.Second
+	goodbyeTimeout   = time.Second
+	// stableSession is how long a connection must last before the backoff
+	// starts again from its minimum (so a broker that accepts and then
+	// drops us, e.g. for a duplicate client id, is not hammered).
+	stableSession = 10 * time.Second
+)
+
+// String describes the config without its password.
+func (c Config) String() string {
+	pw := ""
+	if c.Password != "" {
+		pw = " password=<redacted>"
+	}
+	return fmt.Sprintf("uplink.Config{broker=%s prefix=%s device=%s client=%s user=%s%s window=%d}",
+		c.Broker, c.TopicPrefix, c.DeviceID, c.ClientID, c.Username, pw, c.Window)
+}
+
+func (c *Config) setDefaults() {
+	if c.ClientID == "" && c.DeviceID != "" {
+		c.ClientID = "punchclock-" + c.DeviceID
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.MaxReconnectInterval <= 0 {
+		c.MaxReconnectInterval = DefaultMaxReconnectInterval
+	}
+	if c.MaxReconnectInterval < minReconnectInterval {
+		c.MaxReconnectInterval = minReconnectInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+func (c *Config) validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+	}
+	u, err := url.Parse(c.Broker)
+	if err != nil || c.Broker == "" {
+		return bad("Broker", "%q is not a broker URL", redact(c.Broker))
+	}
+	if _, ok := defaultPorts[u.Scheme]; !ok {
+		return bad("Broker", "scheme %q: want tcp://, ssl://, mqtt://, mqtts:// or tls://", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return bad("Broker", "%q has no host", u.Redacted())
+	}
+	if u.User != nil {
+		return bad("Broker", "%q: put credentials in Username and Password, not the URL", u.Redacted())
+	}
+	if c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, "#+") ||
+		strings.HasPrefix(c.TopicPrefix, "/") || strings.HasSuffix(c.TopicPrefix, "/") {
+		return bad("TopicPrefix", "%q must be non-empty, without '#', '+' or a leading or trailing '/'", c.TopicPrefix)
+	}
+	if c.DeviceID == "" || strings.ContainsAny(c.DeviceID, "#+/") {
+		return bad("DeviceID", "%q must be non-empty, without '#', '+' or '/'", c.DeviceID)
+	}
+	if c.Outbox == nil {
+		return bad("Outbox", "required")
+	}
+	if c.Window > 65535 {
+		return bad("Window", "%d exceeds the 65535 MQTT packet ids", c.Window)
+	}
+	return nil
+}
+
+var defaultPorts = map[string]string{"tcp": "1883", "mqtt": "1883", "ssl": "8883", "tls": "8883", "mqtts": "8883"}
+
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	if i := strings.LastIndex(raw, "@"); i >= 0 {
+		return "…" + raw[i:]
+	}
+	return raw
+}
+
+// An Uplink connects to the broker, drains the Outbox and delivers the
+// roster. Create it with New, run it with Start, stop it with Close.
+type Uplink struct {
+	cfg    Config
+	log    *slog.Logger
+	topics map[string]string // kind -> topic
+	status string            // status topic
+	roster string            // roster topic
+
+	notify    chan struct{} // 1-buffered wake-ups
+	statusReq chan struct{}
+	connected atomic.Bool
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New validates cfg, fills its defaults and returns an Uplink that is not
+// yet running.
+func New(cfg Config) (*Uplink, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	base := cfg.TopicPrefix + "/" + cfg.DeviceID + "/"
+	u := &Uplink{
+		cfg: cfg,
+		topics: map[string]string{
+			KindEvents: base + KindEvents,
+			KindShifts: base + KindShifts,
+		},
+		status:    base + "status",
+		roster:    base + "roster",
+		notify:    make(chan struct{}, 1),
+		statusReq: make(chan struct{}, 1),
+	}
+	u.log = cfg.Logger.With("component", "uplink", "device", cfg.DeviceID)
+	return u, nil
+}
+
+// Start starts the uplink's goroutine and returns at once; an unreachable
+// broker is not an error (the uplink keeps retrying). The uplink stops when
+// ctx is done or Close is called.
+func (u *Uplink) Start(ctx context.Context) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.closed:
+		return ErrClosed
+	case u.started:
+		return ErrStarted
+	}
+	u.started = true
+	ctx, u.cancel = context.WithCancel(ctx)
+	u.wg.Add(1)
+	go u.run(ctx)
+	return nil
+}
+
+// Notify tells the uplink that rows were added to the outbox. It never
+// blocks.
+func (u *Uplink) Notify() { poke(u.notify) }
+
+// PublishStatus asks for the retained status to be published again (from
+// Config.Status) if connected. It never blocks.
+func (u *Uplink) PublishStatus() { poke(u.statusReq) }
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Connected reports whether the uplink has a live broker connection.
+func (u *Uplink) Connected() bool { return u.connected.Load() }
+
+// Close stops the uplink: rows acknowledged so far are removed, the retained
+// status is set to offline (best effort, up to a second), the connection is
+// closed, and Close waits for the uplink's goroutine. Nothing is published
+// after Close returns. Close is safe to call more than once and before
+// Start.
+func (u *Uplink) Close() error {
+	u.mu.Lock()
+	u.closed = true
+	if u.cancel != nil {
+		u.cancel()
+	}
+	u.mu.Unlock()
+	u.wg.Wait()
+	return nil
+}
+
+// run owns the connection: it connects, serves, and reconnects with
+// backoff until ctx is done.
+func (u *Uplink) run(ctx context.Context) {
+	defer u.wg.Done()
+	delay := minReconnectInterval
+	for {
+		began := time.Now()
+		err := u.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) >= stableSession {
+			delay = minReconnectInterval
+		}
+		wait := jitter(delay)
+		u.log.Warn("uplink: disconnected; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, u.cfg.MaxReconnectInterval)
+	}
+}
+
+// jitter spreads d by ±20% so that a fleet does not reconnect in step.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// session makes one connection and serves it until it is lost (returning
+// why) or ctx is done (returning nil after a clean goodbye).
+func (u *Uplink) session(ctx context.Context) error {
+	// dialCtx aborts a dial or handshake in progress when ctx is done, and
+	// closes the socket when the session ends, whatever paho is doing.
+	dialCtx, cancelDial := context.WithCancel(context.Background())
+	defer cancelDial()
+
+	lost := make(chan struct{})
+	var lostErr error
+	var lostOnce sync.Once
+	client := mqtt.NewClient(u.options(dialCtx, func(_ mqtt.Client, err error) {
+		lostOnce.Do(func() {
+			lostErr = err
+			close(lost)
+		})
+	}))
+
+	tok := client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		cancelDial()
+		<-tok.Done()
+		client.Disconnect(0)
+		return nil
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("uplink: connect to %s: %w", redact(u.cfg.Broker), err)
+	}
+	u.connected.Store(true)
+	defer u.connected.Store(false)
+	u.log.Info("uplink: connected", "broker", redact(u.cfg.Broker), "client_id", u.cfg.ClientID)
+
+	st := client.Subscribe(u.roster, 1, u.onMessage)
+	select {
+	case <-st.Done():
+		if err := subscribeErr(st, u.roster); err != nil {
+			// The uplink still works without the roster; say so and go on.
+			u.log.Error("uplink: roster subscription refused", "topic", u.roster, "err", err)
+		}
+	case <-lost:
+		return lostErr
+	case <-ctx.Done():
+		u.goodbye(client)
+		return nil
+	case <-time.After(subscribeTimeout):
+		client.Disconnect(0)
+		return fmt.Errorf("uplink: no SUBACK for %s within %v", u.roster, subscribeTimeout)
+	}
+	u.publishStatus(client)
+
+	err := u.drain(ctx, client, lost)
+	if ctx.Err() != nil {
+		u.goodbye(client)
+		return nil
+	}
+	if err == nil {
+		err = lostErr
+	}
+	return err
+}
+
+func subscribeErr(t mqtt.Token, topic string) error {
+	if err := t.Error(); err != nil {
+		return err
+	}
+	if st, ok := t.(*mqtt.SubscribeToken); ok {
+		if code, ok := st.Result()[topic]; ok && code == 0x80 {
+			return errors.New("SUBACK failure (0x80)")
+		}
+	}
+	return nil
+}
+
+func (u *Uplink) options(dialCtx context.Context, onLost mqtt.ConnectionLostHandler) *mqtt.ClientOptions {
+	return mqtt.NewClientOptions().
+		AddBroker(u.cfg.Broker).
+		SetClientID(u.cfg.ClientID).
+		SetUsername(u.cfg.Username).
+		SetPassword(u.cfg.Password).
+		SetCleanSession(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetConnectTimeout(connectTimeout).
+		SetKeepAlive(keepAlive).
+		SetPingTimeout(pingTimeout).
+		SetWriteTimeout(writeTimeout).
+		SetOrderMatters(true).
+		SetBinaryWill(u.status, []byte(offlineJSON), 1, true).
+		SetDefaultPublishHandler(u.onMessage). // queued roster messages may arrive before SUBSCRIBE
+		SetConnectionLostHandler(onLost).
+		SetCustomOpenConnectionFn(u.dialer(dialCtx))
+}
+
+// offlineJSON is the Last Will, also published by Close.
+const offlineJSON = `{"state":"offline"}`
+
+// dialer opens the network connection for paho, honouring ctx.
+func (u *Uplink) dialer(ctx context.Context) mqtt.OpenConnectionFunc {
+	return func(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+		port := uri.Port()
+		if port == "" {
+			port = defaultPorts[uri.Scheme]
+		}
+		addr := net.JoinHostPort(uri.Hostname(), port)
+		nd := &net.Dialer{Timeout: connectTimeout, KeepAlive: keepAlive}
+		var conn net.Conn
+		var err error
+		switch uri.Scheme {
+		case "ssl", "tls", "mqtts":
+			conn, err = (&tls.Dialer{NetDialer: nd, Config: u.cfg.TLSConfig}).DialContext(ctx, "tcp", addr)
+		default:
+			conn, err = nd.DialContext(ctx, "tcp", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { conn.Close() })
+		return conn, nil
+	}
+}
+
+func (u *Uplink) onMessage(_ mqtt.Client, m mqtt.Message) {
+	if m.Topic() != u.roster {
+		u.log.Debug("uplink: ignoring message", "topic", m.Topic())
+		return
+	}
+	if len(m.Payload()) == 0 {
+		u.log.Info("uplink: empty roster message ignored", "topic", m.Topic())
+		return
+	}
+	u.log.Debug("uplink: roster received", "topic", m.Topic(), "bytes", len(m.Payload()), "retained", m.Retained())
+	if u.cfg.OnRoster != nil {
+		u.cfg.OnRoster(append([]byte(nil), m.Payload()...))
+	}
+}
+
+// publishStatus publishes the retained online status without waiting for
+// its PUBACK (it is republished on every connect).
+func (u *Uplink) publishStatus(client mqtt.Client) {
+	var st Status
+	if u.cfg.Status != nil {
+		st = u.cfg.Status()
+	}
+	st.State = StateOnline
+	payload, err := json.Marshal(st)
+	if err != nil { // cannot happen with these field types
+		u.log.Error("uplink: encode status", "err", err)
+		return
+	}
+	client.Publish(u.status, 1, true, payload)
+}
+
+// goodbye sets the retained status to offline (a clean DISCONNECT makes the
+// broker drop the Last Will) and disconnects.
+func (u *Uplink) goodbye(client mqtt.Client) {
+	tok := client.Publish(u.status, 1, true, []byte(offlineJSON))
+	t := time.NewTimer(goodbyeTimeout)
+	select {
+	case <-tok.Done():
+	case <-t.C:
+		u.log.Warn("uplink: offline status not acknowledged", "topic", u.status)
+	}
+	t.Stop()
+	client.Disconnect(250)
+}
+
+// inflight is one publish awaiting its PUBACK.
+type inflight struct {
+	seq uint64
+	tok mqtt.Token
+}
+
+// drain publishes the outbox over client until lost is closed or ctx is
+// done. It starts from the beginning of the outbox. A row is removed only
+// after the token of its own publish on this connection completed without
+// error; with AutoReconnect off that means a PUBACK arrived for it.
+func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan struct{}) error {
+	var (
+		window  = u.cfg.Window
+		batch   = max(1, window/2)
+		queue   = make([]inflight, 0, window) // in publish order
+		acked   = make([]uint64, 0, window)   // PUBACKed, not yet removed
+		cursor  uint64                        // highest Seq published on this connection
+		more    = true                        // the outbox may hold rows after cursor
+		resend  bool                          // a publish failed: restart from 0 once the queue is empty
+		started = time.Now()
+		sent    int
+	)
+	flush := func() {
+		if len(acked) == 0 {
+			return
+		}
+		if err := u.cfg.Outbox.Remove(acked); err != nil {
+			// The rows stay and are sent again after the next reconnect.
+			u.log.Error("uplink: remove acknowledged rows", "rows", len(acked), "err", err)
+		} else if u.cfg.OnAcked != nil {
+			u.cfg.OnAcked(len(acked), u.cfg.Now())
+		}
+		acked = acked[:0]
+	}
+	defer flush()
+
+	tick := time.NewTicker(u.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		for more && !resend && len(queue) < window {
+			want := window - len(queue)
+			msgs, err := u.cfg.Outbox.Peek(cursor, want)
+			if err != nil {
+				u.log.Error("uplink: read outbox", "err", err)
+				more = false // try again on the next tick or Notify
+				break
+			}
+			more = len(msgs) == want
+			for _, m := range msgs {
+				if m.Seq <= cursor {
+					u.log.Error("uplink: outbox returned rows out of order", "seq", m.Seq, "after", cursor)
+					more = false
+					break
+				}
+				cursor = m.Seq
+				topic, ok := u.topics[m.Kind]
+				if !ok {
+					u.log.Error("uplink: outbox row of unknown kind left in place", "seq", m.Seq, "kind", m.Kind)
+					continue
+				}
+				queue = append(queue, inflight{m.Seq, client.Publish(topic, 1, false, m.Payload)})
+				sent++
+			}
+		}
+
+		var head <-chan struct{}
+		if len(queue) > 0 {
+			head = queue[0].tok.Done()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-lost:
+			return nil
+		case <-head:
+			n := 0
+			for ; n < len(queue) && done(queue[n].tok); n++ {
+				if err := queue[n].tok.Error(); err != nil {
+					// The connection is breaking, or a write stalled past
+					// writeTimeout. Publish nothing more until what is in
+					// flight has settled, then start again from the first
+					// row (duplicates are fine).
+					if !resend {
+						u.log.Warn("uplink: publish failed; will resend from the start", "seq", queue[n].seq, "err", err)
+					}
+					resend = true
+					continue
+				}
+				acked = append(acked, queue[n].seq)
+			}
+			queue = append(queue[:0], queue[n:]...)
+			if len(acked) >= batch || len(queue) == 0 {
+				flush()
+			}
+			if len(queue) == 0 && resend {
+				// A dead connection fails every publish at once: wait
+				// for lost (or the next tick) rather than spin.
+				cursor, resend, more = 0, false, client.IsConnectionOpen()
+			}
+			if len(queue) == 0 && !more && sent > 0 {
+				u.log.Debug("uplink: outbox drained", "rows", sent, "took", time.Since(started))
+				sent, started = 0, time.Now()
+			}
+		case <-u.notify:
+			more = true
+		case <-tick.C:
+			more = true
+			flush()
+		case <-u.statusReq:
+			u.publishStatus(client)
+		}
+	}
+}
+
+func done(t mqtt.Token) bool {
+	select {
+	case <-t.Done():
+		return true
+	default:
+		return false
+	}
+}

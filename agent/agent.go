@@ -1,0 +1,375 @@
+// Package agent is the badge terminal's composition root: it takes reads
+// from the credential readers, decides each punch against the roster,
+// stores it durably (group-committed, fsynced before the decision is
+// shown), signals the result, and feeds the uplink. It also answers
+// technicians on a local control socket.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/punch"
+	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/roster"
+	"github.com/punchclock/punchclock/store"
+	"github.com/punchclock/punchclock/uplink"
+)
+
+// ClockFloor is the earliest wall time the agent trusts. A Raspberry Pi
+// without an RTC boots in 1970 (or at its last saved time) until NTP sets
+// the clock; punches taken before the clock passes this floor are flagged
+// clock_unsynced.
+var ClockFloor = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// maxBatch bounds how many reads one transaction commits.
+const maxBatch = 256
+
+// Feedback shows a decision to the person at the reader (LEDs, buzzer,
+// door relay). It must not block.
+type Feedback interface {
+	Show(readerName string, ev punch.Event)
+}
+
+// Options configure an Agent.
+type Options struct {
+	Config  *config.Config
+	Readers []reader.Reader // one per Config.Readers entry, same names
+	// Feedback is optional.
+	Feedback Feedback
+	Logger   *slog.Logger
+	Version  string
+	// Now defaults to time.Now.
+	Now func() time.Time
+	// OnDecision, when set, is called after each decision is durable
+	// (benchmarks and the demo use it).
+	OnDecision func(ev punch.Event, sh *punch.Shift)
+}
+
+// Agent runs a terminal.
+type Agent struct {
+	opts  Options
+	cfg   *config.Config
+	log   *slog.Logger
+	db    *store.DB
+	up    *uplink.Uplink // nil when offline
+	modes map[string]string
+	reads chan reader.Read
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+}
+
+// New opens the store and loads roster_file. It starts nothing.
+func New(opts Options) (*Agent, error) {
+	if opts.Config == nil {
+		return nil, errors.New("agent: no config")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cfg := opts.Config
+	a := &Agent{
+		opts:  opts,
+		cfg:   cfg,
+		log:   opts.Logger,
+		modes: map[string]string{},
+		reads: make(chan reader.Read, 64),
+	}
+	for _, r := range cfg.Readers {
+		a.modes[r.Name] = r.Direction
+	}
+	for _, r := range opts.Readers {
+		if _, ok := a.modes[r.Name()]; !ok {
+			return nil, fmt.Errorf("agent: reader %q is not in the config", r.Name())
+		}
+	}
+	db, err := store.Open(cfg.DataDir, store.Options{DeviceID: cfg.DeviceID})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.db = db
+	if cfg.RosterFile != "" {
+		b, err := os.ReadFile(cfg.RosterFile)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("agent: roster_file: %w", err)
+		}
+		a.applyRoster(b, "roster_file "+cfg.RosterFile)
+	}
+	if cfg.MQTT.Broker != "" {
+		up, err := uplink.New(uplink.Config{
+			Broker:      cfg.MQTT.Broker,
+			TopicPrefix: cfg.MQTT.TopicPrefix,
+			DeviceID:    cfg.DeviceID,
+			ClientID:    cfg.MQTT.ClientID,
+			Username:    cfg.MQTT.Username,
+			Password:    cfg.MQTT.Password,
+			Outbox:      outbox{db},
+			Status:      a.uplinkStatus,
+			OnRoster:    func(b []byte) { a.applyRoster(b, "mqtt roster") },
+			Logger:      a.log.With("component", "uplink"),
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.up = up
+	}
+	return a, nil
+}
+
+// DB is the agent's store.
+func (a *Agent) DB() *store.DB { return a.db }
+
+// SocketPath is where the control socket of a config's agent listens.
+func SocketPath(cfg *config.Config) string {
+	return filepath.Join(cfg.DataDir, "punchclock.sock")
+}
+
+// Run starts the readers, the writer, the uplink and the control socket,
+// and blocks until ctx is done. It then stops everything it started.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	defer cancel()
+	ln, err := listenControl(SocketPath(a.cfg))
+	if err != nil {
+		return fmt.Errorf("agent: control socket: %w", err)
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.serveControl(ctx, ln)
+	}()
+	if a.up != nil {
+		if err := a.up.Start(ctx); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
+	var readersWG sync.WaitGroup
+	for _, r := range a.opts.Readers {
+		readersWG.Add(1)
+		go func() {
+			defer readersWG.Done()
+			if err := r.Run(ctx, a.reads); err != nil {
+				a.log.Error("reader stopped", "reader", r.Name(), "err", err)
+			}
+		}()
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.write(ctx)
+	}()
+	st, _ := a.db.Status()
+	a.log.Info("ready", "device", a.cfg.DeviceID, "readers", len(a.opts.Readers),
+		"roster_version", st.RosterVersion, "pending", st.Pending, "online", a.up != nil)
+	<-ctx.Done()
+	readersWG.Wait()
+	a.wg.Wait()
+	return nil
+}
+
+// Close stops the uplink and closes the store. Run must have returned.
+// It is safe to call twice.
+func (a *Agent) Close() error {
+	var err error
+	a.closeOnce.Do(func() {
+		if a.up != nil {
+			err = a.up.Close()
+		}
+		if cerr := a.db.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// write is the single writer: it takes every read waiting, decides and
+// stores them in one transaction (group commit), and only then shows the
+// decisions.
+func (a *Agent) write(ctx context.Context) {
+	batch := make([]reader.Read, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case rd := <-a.reads:
+			batch = append(batch[:0], rd)
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case rd := <-a.reads:
+				batch = append(batch, rd)
+			default:
+				break more
+			}
+		}
+		a.commit(batch)
+	}
+}
+
+func (a *Agent) commit(batch []reader.Read) {
+	outs := make([]punch.Outcome, len(batch))
+	err := a.db.Update(func(tx *store.Tx) error {
+		for i, rd := range batch {
+			if err := a.decide(tx, rd, &outs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && len(batch) > 1 {
+		// One bad read must not cost the others: store them one by one.
+		for i := range batch {
+			a.commit(batch[i : i+1])
+		}
+		return
+	}
+	if err != nil {
+		a.log.Error("punch not stored", "reader", batch[0].Reader, "err", err)
+		if a.opts.Feedback != nil {
+			a.opts.Feedback.Show(batch[0].Reader, punch.Event{Reader: batch[0].Reader, Decision: punch.Denied, Reason: "store_error"})
+		}
+		return
+	}
+	for i := range outs {
+		a.report(&outs[i])
+	}
+	if a.up != nil {
+		a.up.Notify()
+	}
+}
+
+func (a *Agent) decide(tx *store.Tx, rd reader.Read, out *punch.Outcome) error {
+	emp, err := tx.Employee(rd.Type, rd.Value)
+	if err != nil {
+		return err
+	}
+	var open *punch.Open
+	if emp != nil {
+		if open, err = tx.Open(emp.ID); err != nil {
+			return err
+		}
+	}
+	at := rd.At
+	if at.IsZero() {
+		at = a.opts.Now()
+	}
+	*out = punch.Decide(punch.Input{
+		Reader:      rd.Reader,
+		Mode:        a.modes[rd.Reader],
+		CredType:    rd.Type,
+		CredVal:     rd.Value,
+		At:          at.In(a.cfg.Location),
+		ClockSynced: !at.Before(ClockFloor),
+		Employee:    emp,
+		Open:        open,
+	})
+	return tx.Record(out)
+}
+
+func (a *Agent) report(out *punch.Outcome) {
+	ev := out.Event
+	attrs := []any{"reader", ev.Reader, "decision", ev.Decision, "id", ev.ID}
+	if ev.EmployeeID != "" {
+		attrs = append(attrs, "employee", ev.EmployeeID)
+	}
+	if ev.Direction != "" {
+		attrs = append(attrs, "direction", ev.Direction)
+	}
+	if ev.Reason != "" {
+		attrs = append(attrs, "reason", ev.Reason)
+	}
+	if ev.CredentialValue != "" {
+		attrs = append(attrs, "card", ev.CredentialValue)
+	}
+	a.log.Info("punch", attrs...)
+	if sh := out.Shift; sh != nil {
+		a.log.Info("shift", "id", sh.ID, "employee", sh.EmployeeID, "payroll_no", sh.PayrollNo,
+			"in", sh.In.Format(time.RFC3339), "out", sh.Out.Format(time.RFC3339), "duration_s", sh.DurationS)
+	}
+	if a.opts.Feedback != nil {
+		a.opts.Feedback.Show(ev.Reader, ev)
+	}
+	if a.opts.OnDecision != nil {
+		a.opts.OnDecision(ev, out.Shift)
+	}
+}
+
+// applyRoster parses and stores a roster. A roster equal in version to the
+// stored one is the same roster seen again (the retained MQTT message
+// arrives on every connect) and is ignored; a malformed or older one is
+// rejected, logged and shown in status, and the stored roster stays.
+func (a *Agent) applyRoster(b []byte, source string) {
+	r, err := roster.Parse(b)
+	if err == nil {
+		err = a.db.ReplaceRoster(r)
+		if errors.Is(err, store.ErrRosterNotNewer) {
+			if st, serr := a.db.Status(); serr == nil && st.RosterVersion == r.Version {
+				a.log.Debug("roster unchanged", "source", source, "version", r.Version)
+				return
+			}
+		}
+	}
+	if err != nil {
+		msg := fmt.Sprintf("%s rejected at %s: %v", source, a.opts.Now().Format(time.RFC3339), err)
+		a.log.Warn("roster rejected", "source", source, "err", err)
+		if serr := a.db.SetRosterError(msg); serr != nil {
+			a.log.Error("roster rejection not recorded", "err", serr)
+		}
+	} else {
+		a.log.Info("roster loaded", "source", source, "version", r.Version, "employees", len(r.Employees))
+	}
+	if a.up != nil {
+		a.up.PublishStatus()
+	}
+}
+
+func (a *Agent) uplinkStatus() uplink.Status {
+	st, err := a.db.Status()
+	if err != nil {
+		a.log.Error("status", "err", err)
+	}
+	return uplink.Status{
+		State:         "online",
+		Version:       a.opts.Version,
+		RosterVersion: st.RosterVersion,
+		Pending:       st.Pending,
+		RosterError:   st.RosterError,
+	}
+}
+
+// outbox adapts the store to the uplink's queue.
+type outbox struct{ db *store.DB }
+
+func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
+	rows, err := o.db.Peek(after, max)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]uplink.Message, len(rows))
+	for i, r := range rows {
+		kind := "events"
+		if r.Kind == store.KindShift {
+			kind = "shifts"
+		}
+		msgs[i] = uplink.Message{Seq: r.Seq, Kind: kind, Payload: r.Payload}
+	}
+	return msgs, nil
+}
+
+func (o outbox) Remove(seqs []uint64) error { return o.db.Remove(seqs, time.Now()) }

@@ -1,0 +1,250 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/punch"
+	"github.com/punchclock/punchclock/reader"
+)
+
+// chanReader is a reader whose reads a test pushes.
+type chanReader struct {
+	name  string
+	reads chan reader.Read
+}
+
+func (r *chanReader) Name() string { return r.name }
+
+func (r *chanReader) Run(ctx context.Context, out chan<- reader.Read) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case rd := <-r.reads:
+			select {
+			case out <- rd:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+var _ reader.Reader = (*chanReader)(nil)
+
+type decisions struct {
+	mu     sync.Mutex
+	events []punch.Event
+	shifts []*punch.Shift
+	ch     chan struct{}
+}
+
+func (d *decisions) record(ev punch.Event, sh *punch.Shift) {
+	d.mu.Lock()
+	d.events = append(d.events, ev)
+	if sh != nil {
+		d.shifts = append(d.shifts, sh)
+	}
+	d.mu.Unlock()
+	d.ch <- struct{}{}
+}
+
+func (d *decisions) wait(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-d.ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for %d decisions", n)
+		}
+	}
+}
+
+const testRoster = `{"version": 1, "employees": [
+ {"id": "E1", "payroll_no": "1", "department": "D", "credentials": [{"type": "card", "value": "0A00000001"}]},
+ {"id": "E2", "payroll_no": "2", "department": "D", "credentials": [{"type": "card", "value": "0A00000002"}]},
+ {"id": "E3", "payroll_no": "3", "department": "D", "valid_until": "2020-01-01", "credentials": [{"type": "card", "value": "0A00000003"}]}]}`
+
+func testConfig(t *testing.T, dir string) *config.Config {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, "roster.json"), []byte(testRoster), 0o644)
+	cfg, err := config.Parse("test.toml", []byte(`device_id = "t1"
+data_dir = "`+filepath.Join(dir, "data")+`"
+timezone = "Europe/Amsterdam"
+roster_file = "`+filepath.Join(dir, "roster.json")+`"
+[[readers]]
+name = "in"
+driver = "rdm6300"
+port = "/dev/null0"
+direction = "in"
+[[readers]]
+name = "out"
+driver = "rdm6300"
+port = "/dev/null1"
+direction = "out"
+[[readers]]
+name = "tog"
+driver = "rdm6300"
+port = "/dev/null2"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type harness struct {
+	a       *Agent
+	readers map[string]*chanReader
+	d       *decisions
+	stop    func()
+}
+
+func startAgent(t *testing.T, cfg *config.Config) *harness {
+	t.Helper()
+	h := &harness{readers: map[string]*chanReader{}, d: &decisions{ch: make(chan struct{}, 1024)}}
+	var rs []reader.Reader
+	for _, rc := range cfg.Readers {
+		r := &chanReader{name: rc.Name, reads: make(chan reader.Read)}
+		h.readers[rc.Name] = r
+		rs = append(rs, r)
+	}
+	a, err := New(Options{Config: cfg, Readers: rs, OnDecision: h.d.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+			if err := a.Close(); err != nil {
+				t.Error(err)
+			}
+			if err := a.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) badge(rd, card string) {
+	h.readers[rd].reads <- reader.Read{Reader: rd, Type: reader.TypeCard, Value: card, At: time.Now()}
+}
+
+func TestAgentRules(t *testing.T) {
+	dir := t.TempDir()
+	h := startAgent(t, testConfig(t, dir))
+	steps := []struct{ reader, card, decision, reason, dir string }{
+		{"in", "0A00000001", punch.Accepted, "", punch.In},
+		{"in", "0A00000001", punch.Denied, punch.ReasonDoubleIn, punch.In},
+		{"out", "0A00000001", punch.Accepted, "", punch.Out},
+		{"out", "0A00000001", punch.Denied, punch.ReasonDoubleOut, punch.Out},
+		{"tog", "0A00000002", punch.Accepted, "", punch.In},
+		{"tog", "0A00000002", punch.Accepted, "", punch.Out},
+		{"tog", "0A00000003", punch.Denied, punch.ReasonOutsideContract, ""},
+		{"tog", "0AFFFFFFFF", punch.Denied, punch.ReasonUnknownCredential, ""},
+	}
+	for i, s := range steps {
+		h.badge(s.reader, s.card)
+		h.d.wait(t, 1)
+		ev := h.d.events[i]
+		if ev.Decision != s.decision || ev.Reason != s.reason || ev.Direction != s.dir {
+			t.Fatalf("step %d (%s at %s): got %s/%s/%s, want %s/%s/%s", i, s.card, s.reader,
+				ev.Decision, ev.Reason, ev.Direction, s.decision, s.reason, s.dir)
+		}
+	}
+	if len(h.d.shifts) != 2 {
+		t.Fatalf("%d shifts, want 2", len(h.d.shifts))
+	}
+	st, err := h.a.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 8 events + 2 shifts wait in the outbox: no broker is configured.
+	if st.Pending != 10 || st.OpenEntries != 0 || st.RosterVersion != 1 || st.Uplink != "offline" {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+// Many reads at once are committed together and none is lost or paired
+// wrongly.
+func TestAgentConcurrentReaders(t *testing.T) {
+	dir := t.TempDir()
+	h := startAgent(t, testConfig(t, dir))
+	var wg sync.WaitGroup
+	const rounds = 50
+	// Two employees toggle at one reader while unknown cards are shown
+	// at another: the reads interleave in the writer's batches.
+	for _, card := range []string{"0A00000001", "0A00000002"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				h.badge("tog", card)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range rounds {
+			h.badge("in", "0B00000000")
+		}
+	}()
+	h.d.wait(t, 3*rounds)
+	wg.Wait()
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	for _, ev := range h.d.events {
+		want := punch.Accepted
+		if ev.Reader == "in" {
+			want = punch.Denied
+		}
+		if ev.Decision != want {
+			t.Fatalf("event %+v", ev)
+		}
+	}
+	if len(h.d.shifts) != rounds {
+		t.Fatalf("%d shifts, want %d", len(h.d.shifts), rounds)
+	}
+}
+
+// Status over the control socket while running, and from the database
+// when stopped.
+func TestControlStatus(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	h := startAgent(t, cfg)
+	h.badge("tog", "0A00000001")
+	h.d.wait(t, 1)
+	st, err := QueryStatus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Running || st.OpenEntries != 1 || st.Pending != 1 || len(st.Readers) != 3 {
+		t.Fatalf("running status = %+v", st)
+	}
+	h.stop()
+	st, err = QueryStatus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Running || st.OpenEntries != 1 || st.Pending != 1 || st.RosterSize != 3 {
+		t.Fatalf("stopped status = %+v", st)
+	}
+}

@@ -1,0 +1,136 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/store"
+)
+
+// Status is what `punchclock status` shows.
+type Status struct {
+	Device  string `json:"device_id"`
+	Running bool   `json:"running"`
+	Version string `json:"version,omitempty"`
+	store.Status
+	// Uplink is "connected", "disconnected", "offline" (no broker
+	// configured) or "" when the agent is not running.
+	Uplink  string         `json:"uplink,omitempty"`
+	Readers []ReaderStatus `json:"readers,omitempty"`
+}
+
+// ReaderStatus is one reader's counters.
+type ReaderStatus struct {
+	Name string `json:"name"`
+	reader.Stats
+}
+
+// Status reports the running agent's state.
+func (a *Agent) Status() (Status, error) {
+	st, err := a.db.Status()
+	s := Status{Device: a.cfg.DeviceID, Running: true, Version: a.opts.Version, Status: st, Uplink: "offline"}
+	if a.up != nil {
+		s.Uplink = "disconnected"
+		if a.up.Connected() {
+			s.Uplink = "connected"
+		}
+	}
+	for _, r := range a.opts.Readers {
+		rs := ReaderStatus{Name: r.Name()}
+		if sr, ok := r.(interface{ Stats() reader.Stats }); ok {
+			rs.Stats = sr.Stats()
+		}
+		s.Readers = append(s.Readers, rs)
+	}
+	return s, err
+}
+
+// listenControl listens on a unix socket, replacing a stale one left by
+// an agent that was killed (one nobody answers on).
+func listenControl(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another agent answers on %s", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return net.Listen("unix", path)
+}
+
+// serveControl answers one-line requests: "status".
+func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		a.handleControl(c)
+	}
+}
+
+func (a *Agent) handleControl(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	var resp any
+	switch cmd := strings.TrimSpace(line); cmd {
+	case "status":
+		st, err := a.Status()
+		if err != nil {
+			resp = map[string]string{"error": err.Error()}
+		} else {
+			resp = st
+		}
+	default:
+		resp = map[string]string{"error": fmt.Sprintf("unknown request %q", cmd)}
+	}
+	json.NewEncoder(c).Encode(resp)
+}
+
+// QueryStatus asks the agent of cfg for its status over the control
+// socket; when no agent answers, it reads the database directly.
+func QueryStatus(cfg *config.Config) (Status, error) {
+	var st Status
+	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
+	if err == nil {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("status\n")); err != nil {
+			return st, fmt.Errorf("agent: control socket: %w", err)
+		}
+		var raw json.RawMessage
+		if err := json.NewDecoder(c).Decode(&raw); err != nil {
+			return st, fmt.Errorf("agent: control socket: %w", err)
+		}
+		var e struct{ Error string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return st, fmt.Errorf("agent: %s", e.Error)
+		}
+		err = json.Unmarshal(raw, &st)
+		return st, err
+	}
+	db, err := store.Open(cfg.DataDir, store.Options{ReadOnly: true, DeviceID: cfg.DeviceID, Timeout: 2 * time.Second})
+	if err != nil {
+		return st, fmt.Errorf("agent: no agent answers on %s and %w", SocketPath(cfg), err)
+	}
+	defer db.Close()
+	s, err := db.Status()
+	return Status{Device: cfg.DeviceID, Status: s}, err
+}

@@ -118,8 +118,10 @@ type Config struct {
 	Status func() Status
 	// OnRoster is called with each message received on the roster topic,
 	// in order, from paho's delivery goroutine: it must return promptly and
-	// must not call Close. Empty payloads (a cleared retained roster) are
-	// not passed on.
+	// must not call Close. The retained roster comes again after every
+	// reconnect (the topic is subscribed again), so OnRoster must be
+	// idempotent. Empty payloads (a cleared retained roster) are not passed
+	// on.
 	OnRoster func(payload []byte)
 	// OnAcked, if set, is called after n acknowledged rows were removed
 	// from the outbox.
@@ -409,7 +411,8 @@ func (u *Uplink) session(ctx context.Context) error {
 		u.goodbye(client)
 		return nil
 	case <-time.After(subscribeTimeout):
-		client.Disconnect(0)
+		// The deferred cancelDial cuts the socket (no DISCONNECT, so the
+		// broker publishes the Last Will while we reconnect).
 		return fmt.Errorf("uplink: no SUBACK for %s within %v", u.roster, subscribeTimeout)
 	}
 	u.publishStatus(client)

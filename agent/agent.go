@@ -119,6 +119,7 @@ func New(opts Options) (*Agent, error) {
 			Outbox:      outbox{db},
 			Status:      a.uplinkStatus,
 			OnRoster:    func(b []byte) { a.applyRoster(b, "mqtt roster") },
+			OnAcked:     a.onAcked,
 			Logger:      a.log.With("component", "uplink"),
 		})
 		if err != nil {
@@ -335,6 +336,14 @@ func (a *Agent) applyRoster(b []byte, source string) {
 		a.log.Info("roster loaded", "source", source, "version", r.Version, "employees", len(r.Employees))
 	}
 	if a.up != nil {
+		a.up.PublishStatus()
+	}
+}
+
+// onAcked republishes the retained status once the outbox is empty, so
+// that its pending count does not stay stale after a backlog drained.
+func (a *Agent) onAcked(int, time.Time) {
+	if st, err := a.db.Status(); err == nil && st.Pending == 0 {
 		a.up.PublishStatus()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/store"
 )
 
 // chanReader is a reader whose reads a test pushes.
@@ -239,7 +240,32 @@ func TestControlStatus(t *testing.T) {
 	if !st.Running || st.OpenEntries != 1 || st.Pending != 1 || len(st.Readers) != 3 {
 		t.Fatalf("running status = %+v", st)
 	}
+	countLog := func(from, to time.Time) (events, shifts int) {
+		t.Helper()
+		err := QueryLog(cfg, from, to, func(e store.LogEntry) error {
+			if e.Event != nil {
+				events++
+			}
+			if e.Shift != nil {
+				shifts++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return events, shifts
+	}
+	if e, s := countLog(time.Time{}, time.Time{}); e != 1 || s != 0 {
+		t.Fatalf("log from the running agent: %d events, %d shifts", e, s)
+	}
+	if e, _ := countLog(time.Now().Add(time.Hour), time.Time{}); e != 0 {
+		t.Fatalf("log filtered to the future: %d events", e)
+	}
 	h.stop()
+	if e, _ := countLog(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)); e != 1 {
+		t.Fatalf("log from the stopped database: %d events", e)
+	}
 	st, err = QueryStatus(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -67,7 +68,9 @@ func listenControl(path string) (net.Listener, error) {
 	return net.Listen("unix", path)
 }
 
-// serveControl answers one-line requests: "status".
+// serveControl answers one-line requests: "status", and
+// "log FROM TO" (RFC 3339 times, "-" for an open bound) which streams the
+// punch log as JSON lines.
 func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
 	go func() {
 		<-ctx.Done()
@@ -90,7 +93,17 @@ func (a *Agent) handleControl(c net.Conn) {
 		return
 	}
 	var resp any
-	switch cmd := strings.TrimSpace(line); cmd {
+	cmd := strings.TrimSpace(line)
+	if rest, ok := strings.CutPrefix(cmd, "log "); ok {
+		c.SetDeadline(time.Now().Add(5 * time.Minute))
+		enc := json.NewEncoder(c)
+		err := a.writeLog(rest, func(e store.LogEntry) error { return enc.Encode(e) })
+		if err != nil {
+			enc.Encode(map[string]string{"error": err.Error()})
+		}
+		return
+	}
+	switch cmd {
 	case "status":
 		st, err := a.Status()
 		if err != nil {
@@ -133,4 +146,76 @@ func QueryStatus(cfg *config.Config) (Status, error) {
 	defer db.Close()
 	s, err := db.Status()
 	return Status{Device: cfg.DeviceID, Status: s}, err
+}
+
+// writeLog parses "FROM TO" and streams the matching log entries.
+func (a *Agent) writeLog(args string, fn func(store.LogEntry) error) error {
+	from, to, err := parseRange(args)
+	if err != nil {
+		return err
+	}
+	return a.db.Log(from, to, fn)
+}
+
+func parseRange(args string) (from, to time.Time, err error) {
+	f := strings.Fields(args)
+	if len(f) != 2 {
+		return from, to, fmt.Errorf("log wants FROM and TO, got %q", args)
+	}
+	parse := func(s string) (time.Time, error) {
+		if s == "-" {
+			return time.Time{}, nil
+		}
+		return time.Parse(time.RFC3339, s)
+	}
+	if from, err = parse(f[0]); err != nil {
+		return from, to, err
+	}
+	to, err = parse(f[1])
+	return from, to, err
+}
+
+// QueryLog streams the punch log of cfg's terminal for [from, to) (zero
+// bounds are open), from the running agent or, when none answers, from
+// the database.
+func QueryLog(cfg *config.Config, from, to time.Time, fn func(store.LogEntry) error) error {
+	bound := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Format(time.RFC3339)
+	}
+	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
+	if err != nil {
+		db, err := store.Open(cfg.DataDir, store.Options{ReadOnly: true, DeviceID: cfg.DeviceID, Timeout: 2 * time.Second})
+		if err != nil {
+			return fmt.Errorf("agent: no agent answers on %s and %w", SocketPath(cfg), err)
+		}
+		defer db.Close()
+		return db.Log(from, to, fn)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "log %s %s\n", bound(from), bound(to)); err != nil {
+		return fmt.Errorf("agent: control socket: %w", err)
+	}
+	dec := json.NewDecoder(c)
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("agent: control socket: %w", err)
+		}
+		var e struct{ Error string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("agent: %s", e.Error)
+		}
+		var le store.LogEntry
+		if err := json.Unmarshal(raw, &le); err != nil {
+			return fmt.Errorf("agent: control socket: %w", err)
+		}
+		if err := fn(le); err != nil {
+			return err
+		}
+	}
 }

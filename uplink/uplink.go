@@ -275,7 +275,7 @@ func New(cfg Config) (*Uplink, error) {
 		notify:    make(chan struct{}, 1),
 		statusReq: make(chan struct{}, 1),
 	}
-	u.log = cfg.Logger.With("component", "uplink", "device", cfg.DeviceID)
+	u.log = cfg.Logger.With("device", cfg.DeviceID) // the caller names the component
 	return u, nil
 }
 

@@ -25,9 +25,10 @@ import (
 
 // Port is what the driver reads frames from. A Read that returns (0, nil)
 // or (0, io.EOF) is taken as "nothing yet" (tarm/serial returns (0,
-// io.EOF) when its read timeout expires); any other error is a port
-// failure and the port is closed and reopened. Close must make a pending
-// Read return, possibly after a short timeout.
+// io.EOF) when its read timeout expires), unless it keeps doing so without
+// blocking, as a hung-up tty does; any other error is a port failure. A
+// failed port is closed and reopened. Close must make a pending Read
+// return, possibly after a short timeout.
 type Port = io.ReadCloser
 
 // Defaults filled in by New for Config fields left zero.
@@ -190,10 +191,11 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	return nil
 }
 
-// Guard against a port whose Read returns nothing without blocking (a
-// closed pipe returns (0, io.EOF) forever): that many empty reads within
-// spinWindow are a port failure. A serial port with a 100 ms read timeout
-// needs 6.4 s for spinReads empty reads.
+// Guard against a port whose Read returns nothing without blocking: a
+// tty that was hung up (the master of a pseudo-terminal closed, a USB
+// serial adapter unplugged) returns (0, io.EOF) at once, forever. That
+// many empty reads within spinWindow are a port failure. A serial port
+// with a 100 ms read timeout needs 6.4 s for spinReads empty reads.
 const (
 	spinReads  = 64
 	spinWindow = time.Second

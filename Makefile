@@ -31,8 +31,10 @@ test: setup
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFramer -fuzztime 30s ./reader/rdm6300
 
-bench: setup build
-	$(GO) run ./cmd/punchsim bench -agent $(BIN)/punchclock
+# bench measures the agent against this machine's own limits in one run and
+# prints the table (docs/performance.md); the report is also kept in bin/.
+bench: setup build cross
+	$(BIN)/punchsim bench -agent $(BIN)/punchclock -o $(BIN)/bench.md
 
 cross:
 	scripts/cross-build.sh $(VERSION)

@@ -235,6 +235,10 @@ func (r *run) agentLatency(ctx context.Context) error {
 		return err
 	}
 	defer sub.close()
+	own, err := r.punchCommits()
+	if err != nil {
+		return err
+	}
 	s, err := r.agentSite("latency")
 	if err != nil {
 		return err
@@ -284,12 +288,17 @@ func (r *run) agentLatency(ctx context.Context) error {
 	r.rep.add(Row{
 		Figure:   fmt.Sprintf("decision latency p50 / p99 (%d punches, pty → durable)", len(lat)),
 		Measured: fmt.Sprintf("%s / %s", ms(dl.pct(50)), ms(dl.pct(99))),
-		Limit:    "1 bbolt commit " + ms(commit),
-		Ratio:    fmt.Sprintf("p99 = %.1f×", ratio),
+		Limit:    fmt.Sprintf("1 bbolt commit p50 %s (p99 %s)", ms(commit), ms(r.commit.pct(99))),
+		Ratio:    fmt.Sprintf("p99 = %.1f× p50 (%.1f× p99)", ratio, float64(dl.pct(99))/float64(r.commit.pct(99))),
 		Goal:     "p99 ≤ 3× commit",
 		Pass:     ratio <= 3,
-		Bound:    latencyBound(dl, commit),
+		Bound: fmt.Sprintf("the agent's own transaction: store.Update+Record of one punch alone (no pty, no agent) takes p50 %s, p99 %s here, "+
+			"as it rewrites the root-to-leaf pages of events, outbox, open, meta (and shifts) — about twice the raw one-record commit — with bbolt's two fdatasyncs; "+
+			"the pty, driver and writer add %s at p50; the p99 follows the disk's fsync tail (max %s)",
+			ms(own.pct(50)), ms(own.pct(99)), ms(max(0, dl.pct(50)-own.pct(50))), ms(dl.pct(100))),
 	})
+	r.rep.note("one punch through store.Update + Tx.Record alone (roster of %d, no pty, no agent): p50 %s, p99 %s over %d punches",
+		r.opts.Roster, ms(own.pct(50)), ms(own.pct(99)), len(own))
 	rt := r.roundTrip
 	r.rep.add(Row{
 		Figure:   fmt.Sprintf("exit punch → shift at subscriber p50 / p99 (%d exits)", len(shift)),
@@ -304,9 +313,48 @@ func (r *run) agentLatency(ctx context.Context) error {
 	return nil
 }
 
-func latencyBound(d dist, commit time.Duration) string {
-	return fmt.Sprintf("p99 %s is %s above one commit: the tail is the writer waiting on the uplink's removal commit (fsync) or the scheduler on a busy machine; max %s",
-		ms(d.pct(99)), ms(d.pct(99)-commit), ms(d.pct(100)))
+// punchCommits times the agent's transaction without the agent: one
+// punch decided and recorded per store.Update, on a store holding the
+// roster, as the agent's writer does it.
+func (r *run) punchCommits() (dist, error) {
+	dir := filepath.Join(r.dir, "punch-commit")
+	ros, err := makeRoster(r.opts.Roster)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(dir, store.Options{DeviceID: deviceID})
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	defer db.Close()
+	if err := db.ReplaceRoster(ros); err != nil {
+		return nil, err
+	}
+	const block = 16
+	lat := make([]time.Duration, r.opts.RawCommits)
+	for i := range lat {
+		c := card(((i/(2*block))*block + i%block) % len(ros.Employees))
+		t0 := time.Now()
+		err := db.Update(func(tx *store.Tx) error {
+			emp, err := tx.Employee(reader.TypeCard, c)
+			if err != nil || emp == nil {
+				return fmt.Errorf("card %s: employee %v, %w", c, emp, err)
+			}
+			open, err := tx.Open(emp.ID)
+			if err != nil {
+				return err
+			}
+			out := punch.Decide(punch.Input{Reader: readerName(0), Mode: punch.ModeToggle, CredType: reader.TypeCard,
+				CredVal: c, At: time.Now(), ClockSynced: true, Employee: emp, Open: open})
+			return tx.Record(&out)
+		})
+		if err != nil {
+			return nil, err
+		}
+		lat[i] = time.Since(t0)
+	}
+	return newDist(lat), nil
 }
 
 func drainArrivals(c chan time.Time) {

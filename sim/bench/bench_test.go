@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "punchbench-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "punchclock")
+	cmd := exec.Command("go", "build", "-o", agentBin, "github.com/punchclock/punchclock/cmd/punchclock")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building punchclock:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// The quick mode runs every piece of the harness: each figure is
+// measured and lands in the table.
+func TestQuickRun(t *testing.T) {
+	opts := Quick()
+	opts.Agent = agentBin
+	opts.Binaries = []string{agentBin}
+	opts.Dir = t.TempDir()
+	var progress bytes.Buffer
+	opts.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	want := []string{
+		"decision latency", "exit punch → shift", "sustained punches/s", "backlog drain",
+		"bytes stored per buffered punch", "start-up", "bytes written per punch", "memory: RSS", "binary size",
+	}
+	if len(rep.Rows) != len(want) {
+		t.Errorf("%d rows, want %d", len(rep.Rows), len(want))
+	}
+	for _, w := range want {
+		found := false
+		for _, r := range rep.Rows {
+			if strings.Contains(r.Figure, w) {
+				found = true
+				if r.Measured == "" || r.Goal == "" {
+					t.Errorf("row %q: measured %q, goal %q", r.Figure, r.Measured, r.Goal)
+				}
+				if !strings.Contains(w, "binary") && (r.Limit == "" || r.Ratio == "") {
+					t.Errorf("row %q has no machine limit or ratio", r.Figure)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no row for %q", w)
+		}
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"QUICK run", "| figure", "machine: ", "Steps:"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, out.String())
+		}
+	}
+	t.Logf("\n%s", out.String())
+}
+
+func TestRunNeedsAgent(t *testing.T) {
+	opts := Quick()
+	if _, err := Run(context.Background(), opts); err == nil {
+		t.Fatal("Run without an agent binary succeeded")
+	}
+	opts.Agent = filepath.Join(t.TempDir(), "missing")
+	if _, err := Run(context.Background(), opts); err == nil {
+		t.Fatal("Run with a missing agent binary succeeded")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(101-i)*time.Millisecond)
+	}
+	s := newDist(d)
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}, {1, time.Millisecond}} {
+		if got := s.pct(c.p); got != c.want {
+			t.Errorf("pct(%v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if got := newDist(nil).pct(99); got != 0 {
+		t.Errorf("empty pct = %v", got)
+	}
+}
+
+func TestProcFields(t *testing.T) {
+	rss, err := procRSS("self")
+	if err != nil || rss <= 0 {
+		t.Fatalf("procRSS(self) = %d, %v", rss, err)
+	}
+	if _, err := procIO("self"); err != nil {
+		t.Fatalf("procIO(self): %v", err)
+	}
+	if _, err := procField("/proc/self/status", "NoSuchKey:"); err == nil {
+		t.Fatal("missing key gave no error")
+	}
+}

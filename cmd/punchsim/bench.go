@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -38,8 +39,22 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("o", "", "also write the report to `file`")
 	strict := fs.Bool("strict", false, "exit 1 when a goal is missed")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (the in-process agent, drivers and store) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "punchsim bench: -cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "punchsim bench: -cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	opts := bench.Full()
 	if *quick {

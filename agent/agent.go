@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/punchclock/punchclock/config"
@@ -62,6 +63,9 @@ type Agent struct {
 	up    *uplink.Uplink // nil when offline
 	modes map[string]string
 	reads chan reader.Read
+
+	// statusPending is the pending count in the last status published.
+	statusPending atomic.Int64
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -343,6 +347,9 @@ func (a *Agent) applyRoster(b []byte, source string) {
 // onAcked republishes the retained status once the outbox is empty, so
 // that its pending count does not stay stale after a backlog drained.
 func (a *Agent) onAcked(int, time.Time) {
+	if a.statusPending.Load() == 0 {
+		return // the retained status already says 0
+	}
 	if st, err := a.db.Status(); err == nil && st.Pending == 0 {
 		a.up.PublishStatus()
 	}
@@ -353,6 +360,7 @@ func (a *Agent) uplinkStatus() uplink.Status {
 	if err != nil {
 		a.log.Error("status", "err", err)
 	}
+	a.statusPending.Store(int64(st.Pending))
 	return uplink.Status{
 		State:         "online",
 		Version:       a.opts.Version,

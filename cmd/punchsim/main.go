@@ -24,6 +24,7 @@ func main() {
 
 const usage = `usage:
   punchsim serve -config FILE [-script FILE] [-hold]
+  punchsim demo [-agent bin/punchclock] [-pace 800ms] [-dir DIR]
   punchsim bench [-quick] [-agent bin/punchclock] [...]
 `
 
@@ -41,6 +42,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(ctx, args[1:], stdin, stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "demo":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/punchclock/punchclock/agent"
+	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/rdm6300"
+	"github.com/punchclock/punchclock/reader/serialport"
+	"github.com/punchclock/punchclock/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+const usage = `usage: punchclock <command> [flags]
+
+commands:
+  run -config FILE           run the agent
+  status -config FILE [-json] roster, outbox, open entries, last uplink
+  log -config FILE [-from DATE] [-to DATE] [-json]
+                             every decision and shift, filtered by date
+  check-config -config FILE  validate a configuration file
+  sample-config              print the commented sample configuration
+  version                    print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "log":
+		return cmdLog(args[1:], stdout, stderr)
+	case "check-config":
+		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "sample-config":
+		stdout.Write(config.Sample)
+		return exitOK
+	case "version":
+		fmt.Fprintln(stdout, "punchclock", version)
+		return exitOK
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "punchclock: unknown command %q\n%s", args[0], usage)
+		return exitUsage
+	}
+}
+
+// loadConfig parses the -config flag (and extra flags set up by the
+// caller) and loads the file. It prints the error and returns a non-zero
+// exit code on failure.
+func loadConfig(name string, fs *flag.FlagSet, args []string, stderr io.Writer) (*config.Config, int) {
+	path := fs.String("config", "", "configuration `file` (TOML)")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, exitUsage
+	}
+	if *path == "" {
+		fmt.Fprintf(stderr, "punchclock %s: -config FILE is required\n", name)
+		return nil, exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock %s: %v\n", name, err)
+		return nil, exitUsage
+	}
+	return cfg, exitOK
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	cfg, code := loadConfig("check-config", flag.NewFlagSet("check-config", flag.ContinueOnError), args, stderr)
+	if cfg == nil {
+		return code
+	}
+	fmt.Fprintf(stdout, "%s: ok (device %s, %d readers)\n", cfg.Path, cfg.DeviceID, len(cfg.Readers))
+	return exitOK
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cfg, code := loadConfig("run", fs, args, stderr)
+	if cfg == nil {
+		return code
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "punchclock run: -log-level: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	readers, err := buildReaders(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitUsage
+	}
+	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Logger: log, Version: version})
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitFail
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	runErr := a.Run(ctx)
+	if err := a.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", runErr)
+		return exitFail
+	}
+	return exitOK
+}
+
+// buildReaders wires each configured reader to its hardware port.
+func buildReaders(cfg *config.Config, log *slog.Logger) ([]reader.Reader, error) {
+	var rs []reader.Reader
+	for _, rc := range cfg.Readers {
+		switch rc.Driver {
+		case "rdm6300":
+			port, baud := rc.Port, rc.Baud
+			rs = append(rs, rdm6300.New(rdm6300.Config{
+				Name:         rc.Name,
+				Open:         func() (rdm6300.Port, error) { return serialport.Open(port, baud) },
+				RepeatWindow: rc.RepeatWindow.Duration,
+				Logger:       log.With("reader", rc.Name),
+			}))
+		default:
+			return nil, fmt.Errorf("reader %q: driver %q is not built in", rc.Name, rc.Driver)
+		}
+	}
+	return rs, nil
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	cfg, code := loadConfig("status", fs, args, stderr)
+	if cfg == nil {
+		return code
+	}
+	st, err := agent.QueryStatus(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock status: %v\n", err)
+		return exitFail
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return exitFail
+		}
+		return exitOK
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st agent.Status) {
+	state := "stopped (read from the database)"
+	if st.Running {
+		state = "running " + st.Version
+	}
+	last := "never"
+	if !st.LastUplink.IsZero() {
+		last = st.LastUplink.Local().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "device:          %s\n", st.Device)
+	fmt.Fprintf(w, "agent:           %s\n", state)
+	fmt.Fprintf(w, "roster:          version %d, %d employees\n", st.RosterVersion, st.RosterSize)
+	if st.RosterError != "" {
+		fmt.Fprintf(w, "roster error:    %s\n", st.RosterError)
+	}
+	fmt.Fprintf(w, "outbox pending:  %d\n", st.Pending)
+	fmt.Fprintf(w, "open entries:    %d\n", st.OpenEntries)
+	fmt.Fprintf(w, "last uplink:     %s\n", last)
+	if st.Uplink != "" {
+		fmt.Fprintf(w, "uplink:          %s\n", st.Uplink)
+	}
+	for _, r := range st.Readers {
+		fmt.Fprintf(w, "reader %-8s  reads %d, frames %d, bad frames %d, garbage bytes %d, reopens %d\n",
+			r.Name+":", r.Reads, r.Frames, r.BadFrames, r.Garbage, r.Reopens)
+	}
+}
+
+func cmdLog(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("log", flag.ContinueOnError)
+	fromS := fs.String("from", "", "first day (YYYY-MM-DD, in the site's zone) or RFC 3339 time")
+	toS := fs.String("to", "", "last day, inclusive (YYYY-MM-DD) or RFC 3339 time, exclusive")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	cfg, code := loadConfig("log", fs, args, stderr)
+	if cfg == nil {
+		return code
+	}
+	from, err := parseBound(*fromS, cfg.Location, false)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock log: -from: %v\n", err)
+		return exitUsage
+	}
+	to, err := parseBound(*toS, cfg.Location, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock log: -to: %v\n", err)
+		return exitUsage
+	}
+	enc := json.NewEncoder(stdout)
+	err = agent.QueryLog(cfg, from, to, func(e store.LogEntry) error {
+		if *asJSON {
+			return enc.Encode(e)
+		}
+		_, err := fmt.Fprintln(stdout, formatLog(e, cfg.Location))
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock log: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// parseBound reads a day (the whole day, in loc: its start, or with end
+// the start of the next day) or an RFC 3339 time. Empty is open.
+func parseBound(s string, loc *time.Location, end bool) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseInLocation("2006-01-02", s, loc); err == nil {
+		if end {
+			d = d.AddDate(0, 0, 1)
+		}
+		return d, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("%q is neither a day YYYY-MM-DD nor an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+func formatLog(e store.LogEntry, loc *time.Location) string {
+	if ev := e.Event; ev != nil {
+		who := ev.EmployeeID
+		if who == "" {
+			who = "?" + ev.CredentialType
+			if ev.CredentialValue != "" {
+				who += " " + ev.CredentialValue
+			}
+		}
+		line := fmt.Sprintf("%s  event  %-8s %-12s %-3s %s", ev.At.In(loc).Format(time.RFC3339), ev.Reader, who, ev.Direction, ev.Decision)
+		if ev.Reason != "" {
+			line += " (" + ev.Reason + ")"
+		}
+		return line + "  " + ev.ID
+	}
+	sh := e.Shift
+	return fmt.Sprintf("%s  shift  %-8s %-12s payroll %s, %s, in %s, %s  %s", sh.Out.In(loc).Format(time.RFC3339), sh.OutReader,
+		sh.EmployeeID, sh.PayrollNo, sh.Department, sh.In.In(loc).Format(time.RFC3339),
+		(time.Duration(sh.DurationS) * time.Second).String(), sh.ID)
+}

@@ -1,0 +1,268 @@
+// Package demo runs a whole simulated terminal on this machine: a broker,
+// the real punchclock agent binary, virtual readers on pseudo-terminals,
+// a scripted day of badges, and a subscriber that prints each shift as it
+// arrives. `make demo` runs it.
+package demo
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/punchclock/punchclock/punch"
+	"github.com/punchclock/punchclock/reader/rdm6300"
+	"github.com/punchclock/punchclock/sim"
+)
+
+// Options configure Run.
+type Options struct {
+	Agent string    // path to the punchclock binary
+	Out   io.Writer // where the demo narrates
+	// Pace is the pause between badges; 0 means 800ms. Keep it above the
+	// readers' repeat window (500ms), or a card shown twice in a row at one
+	// reader is one presentation.
+	Pace time.Duration
+	// Dir keeps the demo's files; empty means a temporary directory that
+	// is removed at the end.
+	Dir string
+}
+
+const roster = `{"version": 1, "employees": [
+ {"id": "E100", "name": "Anna de Vries", "payroll_no": "1001", "department": "Brugsestraat",
+  "valid_from": "2025-01-01", "credentials": [{"type": "card", "value": "0A00123456"}]},
+ {"id": "E101", "name": "Bram Jansen", "payroll_no": "1002", "department": "Magazijn",
+  "credentials": [{"type": "card", "value": "0001193047"}]},
+ {"id": "E102", "name": "Chris Peeters", "payroll_no": "1003", "department": "Kassa",
+  "credentials": [{"type": "card", "value": "1F00ABCDEF"}]},
+ {"id": "E103", "name": "Dana Smit", "payroll_no": "1004", "department": "Kassa",
+  "valid_until": "2024-12-31", "credentials": [{"type": "card", "value": "2200C0FFEE"}]}]}`
+
+// step is one line of the demo's day.
+type step struct {
+	reader, card, what string
+	garbage            int
+}
+
+var day = []step{
+	{reader: "front", card: "0A00123456", what: "Anna arrives"},
+	{reader: "front", card: "0A00123457", what: "Bram arrives (enrolled by the number printed on his card)"},
+	{reader: "front", card: "0B0BADCAFE", what: "a visitor tries an unknown card"},
+	{reader: "front", garbage: 9, what: "electrical noise on the reader's line"},
+	{reader: "front", card: "1F00ABCDEF", what: "Chris arrives"},
+	{reader: "front", card: "2200C0FFEE", what: "Dana, whose contract ended, tries"},
+	{reader: "front", card: "0A00123456", what: "Anna leaves"},
+	{reader: "back", card: "0A00123457", what: "Bram leaves by the back door (exit-only reader)"},
+	{reader: "back", card: "0A00123457", what: "Bram badges out again by mistake"},
+	{reader: "front", card: "1F00ABCDEF", what: "Chris leaves"},
+}
+
+const wantShifts = 3
+
+// Run plays the demo and returns nil when every expected shift arrived.
+func Run(ctx context.Context, o Options) error {
+	if o.Pace == 0 {
+		o.Pace = 800 * time.Millisecond
+	}
+	out := &lockedWriter{w: o.Out}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "punchclock-demo")
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, "demo   | "+format+"\n", args...) }
+
+	brokerLog, err := os.Create(filepath.Join(dir, "broker.log"))
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer brokerLog.Close()
+	b, err := startBroker(ctx, dir, brokerLog)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	say("broker: %s at %s", b.Kind, b.URL)
+
+	// Virtual readers, linked where the config says the ports are.
+	ports := map[string]*sim.Serial{}
+	for _, name := range []string{"front", "back"} {
+		s, err := sim.NewSerial(filepath.Join(dir, "dev", "tty-"+name))
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer s.Close()
+		ports[name] = s
+	}
+	cfgPath := filepath.Join(dir, "punchclock.toml")
+	if err := os.WriteFile(filepath.Join(dir, "roster.json"), []byte(roster), 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	cfg := fmt.Sprintf(`device_id = "demo-door"
+data_dir = %q
+timezone = "Europe/Amsterdam"
+roster_file = %q
+
+[mqtt]
+broker = %q
+topic_prefix = "punchclock"
+
+[[readers]]
+name = "front"
+driver = "rdm6300"
+port = %q
+direction = "toggle"
+
+[[readers]]
+name = "back"
+driver = "rdm6300"
+port = %q
+direction = "out"
+`, filepath.Join(dir, "data"), filepath.Join(dir, "roster.json"), b.URL,
+		filepath.Join(dir, "dev", "tty-front"), filepath.Join(dir, "dev", "tty-back"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	// The subscriber a connector would be.
+	sub, shifts, err := subscribe(b.URL, out)
+	if err != nil {
+		return err
+	}
+	defer sub.Disconnect(100)
+
+	// The agent.
+	agent := exec.Command(o.Agent, "run", "-config", cfgPath)
+	stderr, err := agent.StderrPipe()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := agent.Start(); err != nil {
+		return fmt.Errorf("demo: start agent %s: %w (run `make build` first)", o.Agent, err)
+	}
+	defer func() {
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+	}()
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintf(out, "agent  | %s\n", line)
+			if strings.Contains(line, "msg=ready") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("demo: agent did not become ready")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
+	for _, s := range day {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.Pace):
+		}
+		var wire []byte
+		if s.garbage > 0 {
+			wire = []byte("\x17\xa0noise\xff\x02Z")[:min(s.garbage, 9)]
+			say("%-6s garbage (%d bytes): %s", s.reader, len(wire), s.what)
+		} else {
+			frame, err := rdm6300.Encode(s.card)
+			if err != nil {
+				return fmt.Errorf("demo: %w", err)
+			}
+			// The module repeats the frame while the card is held.
+			wire = append(append(append([]byte{}, frame...), frame...), frame...)
+			say("%-6s card %s: %s", s.reader, s.card, s.what)
+		}
+		if _, err := ports[s.reader].Write(wire); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+
+	deadline := time.After(15 * time.Second)
+	got := 0
+	for got < wantShifts {
+		select {
+		case <-shifts:
+			got++
+		case <-deadline:
+			return fmt.Errorf("demo: only %d of %d shifts arrived", got, wantShifts)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	status, err := exec.Command(o.Agent, "status", "-config", cfgPath).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("demo: status: %v\n%s", err, status)
+	}
+	say("punchclock status:\n%s", status)
+	say("done: %d shifts arrived. Keep the files with -dir DIR, then drive the readers yourself with: punchsim serve -config DIR/punchclock.toml", got)
+	return nil
+}
+
+func subscribe(url string, out io.Writer) (mqtt.Client, <-chan punch.Shift, error) {
+	shifts := make(chan punch.Shift, 16)
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("demo-connector").SetCleanSession(true)
+	c := mqtt.NewClient(opts)
+	if t := c.Connect(); t.WaitTimeout(5*time.Second) && t.Error() != nil {
+		return nil, nil, fmt.Errorf("demo: subscriber: %w", t.Error())
+	}
+	t := c.Subscribe("punchclock/+/+", 1, func(_ mqtt.Client, m mqtt.Message) {
+		switch {
+		case strings.HasSuffix(m.Topic(), "/shifts"):
+			var sh punch.Shift
+			if err := json.Unmarshal(m.Payload(), &sh); err != nil {
+				fmt.Fprintf(out, "shifts | bad payload %s: %v\n", m.Payload(), err)
+				return
+			}
+			fmt.Fprintf(out, "SHIFT  | %s payroll %s (%s): in %s, out %s, %s  id %s\n", sh.EmployeeID, sh.PayrollNo,
+				sh.Department, sh.In.Format("15:04:05.000"), sh.Out.Format("15:04:05.000"),
+				sh.Out.Sub(sh.In).Round(time.Millisecond), sh.ID)
+			shifts <- sh
+		case strings.HasSuffix(m.Topic(), "/events"):
+			var ev punch.Event
+			json.Unmarshal(m.Payload(), &ev)
+			fmt.Fprintf(out, "event  | %-6s %-5s %-8s %-3s %s\n", ev.Reader, ev.EmployeeID, ev.Decision, ev.Direction, ev.Reason)
+		case strings.HasSuffix(m.Topic(), "/status"):
+			fmt.Fprintf(out, "status | %s\n", m.Payload())
+		}
+	})
+	if !t.WaitTimeout(5*time.Second) || t.Error() != nil {
+		return nil, nil, fmt.Errorf("demo: subscribe: %v", t.Error())
+	}
+	return c, shifts, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -19,9 +19,12 @@ type OutboxRow struct {
 }
 
 // Peek returns up to max outbox rows with a sequence above after, oldest
-// first, with their payloads copied out of the database.
+// first, with their payloads copied: rows in bbolt, then rows of punches
+// still pending in the journal.
 func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 	var rows []OutboxRow
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		events, shifts := tx.Bucket(bEvents), tx.Bucket(bShifts)
 		c := tx.Bucket(bOutbox).Cursor()
@@ -48,20 +51,52 @@ func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 		}
 		return nil
 	})
-	return rows, err
+	if err != nil {
+		return nil, err
+	}
+	add := func(seq uint64, kind byte, p []byte) {
+		if seq > after && len(rows) < max && !db.acked[seq] {
+			rows = append(rows, OutboxRow{Seq: seq, Kind: kind, Payload: append([]byte(nil), p...)})
+		}
+	}
+	for _, e := range db.pending {
+		add(e.EventOut, KindEvent, e.Event)
+		if e.Shift != nil {
+			add(e.ShiftOut, KindShift, e.Shift)
+		}
+	}
+	return rows, nil
 }
 
-// Remove deletes delivered outbox rows in one transaction and records the
-// time of the last successful uplink. Rows already gone are ignored.
+// Remove deletes delivered outbox rows and records the time of the last
+// successful uplink. Rows already gone are ignored. Rows of punches still
+// pending in the journal are only marked: they never reach bbolt's outbox,
+// and after a crash they are sent again (consumers dedupe by id).
 func (db *DB) Remove(seqs []uint64, at time.Time) error {
 	if len(seqs) == 0 {
+		return nil
+	}
+	var inDB []uint64
+	db.mu.Lock()
+	for _, s := range seqs {
+		if s > db.appliedOutbox {
+			db.acked[s] = true
+		} else {
+			inDB = append(inDB, s)
+		}
+	}
+	if len(inDB) == 0 {
+		db.lastUplink = at
+	}
+	db.mu.Unlock()
+	if len(inDB) == 0 {
 		return nil
 	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		ob := tx.Bucket(bOutbox)
 		m := tx.Bucket(bMeta)
 		n := 0
-		for _, s := range seqs {
+		for _, s := range inDB {
 			k := u64(s)
 			if ob.Get(k) == nil {
 				continue
@@ -91,7 +126,10 @@ func (db *DB) Log(from, to time.Time, fn func(LogEntry) error) error {
 	in := func(t time.Time) bool {
 		return (from.IsZero() || !t.Before(from)) && (to.IsZero() || t.Before(to))
 	}
-	return db.bolt.View(func(tx *bolt.Tx) error {
+	db.mu.RLock()
+	pending := db.pending
+	db.mu.RUnlock()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bEvents).ForEach(func(k, v []byte) error {
 			var e punch.Event
 			if err := json.Unmarshal(v, &e); err != nil {
@@ -116,4 +154,36 @@ func (db *DB) Log(from, to time.Time, fn func(LogEntry) error) error {
 			return fn(LogEntry{Shift: &s})
 		})
 	})
+	if err != nil {
+		return err
+	}
+	// Punches still pending in the journal: events, then shifts.
+	for _, shift := range []bool{false, true} {
+		for _, e := range pending {
+			var le LogEntry
+			var at time.Time
+			switch {
+			case !shift:
+				le.Event = new(punch.Event)
+				if err := json.Unmarshal(e.Event, le.Event); err != nil {
+					return fmt.Errorf("%w: journaled event %d: %v", ErrCorrupt, e.EventSeq, err)
+				}
+				at = le.Event.At
+			case e.Shift != nil:
+				le.Shift = new(punch.Shift)
+				if err := json.Unmarshal(e.Shift, le.Shift); err != nil {
+					return fmt.Errorf("%w: journaled shift %d: %v", ErrCorrupt, e.ShiftSeq, err)
+				}
+				at = le.Shift.Out
+			default:
+				continue
+			}
+			if in(at) {
+				if err := fn(le); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -57,6 +58,7 @@ var (
 	kPending       = []byte("outbox_pending")
 	kOpenCount     = []byte("open_count")
 	kLastUplink    = []byte("last_uplink")
+	kJournalSeq    = []byte("journal_applied")
 )
 
 // Outbox kinds.
@@ -69,25 +71,77 @@ const (
 type Options struct {
 	// DeviceID prefixes every record id.
 	DeviceID string
-	// ReadOnly opens without taking the writer lock.
+	// ReadOnly opens without taking the writer lock: for technicians'
+	// commands while the agent is stopped.
 	ReadOnly bool
 	// Timeout for the file lock; 0 means one second.
 	Timeout time.Duration
-	// NoSync disables fsync (benchmarks of the raw cost only).
+	// NoSync disables every fsync, of the journal and of bbolt (bulk
+	// loading and benchmarks of the raw cost only).
 	NoSync bool
+	// NoJournal applies each Update straight to bbolt in its own
+	// transaction (bulk loading).
+	NoJournal bool
+	// ApplyDelay is how long journaled punches may wait before they are
+	// applied to bbolt together; 0 means DefaultApplyDelay.
+	ApplyDelay time.Duration
+	// MaxPending applies at once when this many punches wait; 0 means
+	// DefaultMaxPending.
+	MaxPending int
 }
 
-// DB is the agent's database.
+// Defaults of Options.
+const (
+	DefaultApplyDelay = 2 * time.Second
+	DefaultMaxPending = 256
+)
+
+// DB is the agent's database: the bbolt file, the journal, and the
+// punches journaled but not yet applied to bbolt.
 type DB struct {
 	bolt     *bolt.DB
+	jnl      *journal // nil when read-only without a journal, or NoJournal
+	opts     Options
 	deviceID string
 	dbID     string
+
+	// writeMu serialises writers: Update, apply, ReplaceRoster.
+	writeMu sync.Mutex
+	// mu guards what readers of the outbox and status share with
+	// writers: pending, acked, lastUplink, and the next sequences.
+	mu      sync.RWMutex
+	pending []*entry // journaled, not applied, oldest first
+	// acked holds outbox seqs of pending entries the uplink delivered
+	// before they were applied: they never get an outbox row.
+	acked      map[uint64]bool
+	lastUplink time.Time
+	next       seqs // last assigned sequences
+	// appliedOutbox is the last outbox seq in bbolt; higher ones are
+	// pending.
+	appliedOutbox uint64
+	journalSeq uint64
+	// overlay has the open entries changed by pending entries: nil
+	// means closed.
+	overlay map[string]*punch.Open
+	timer   *time.Timer
+	closed  bool
 }
 
-// Open opens (creating if needed) the database in dir.
+// seqs are the last sequence numbers handed out.
+type seqs struct{ event, shift, outbox uint64 }
+
+// Open opens (creating if needed) the database in dir, and applies what
+// the journal holds beyond what bbolt has (after a crash or power cut).
+// Read-only, the journal is read but not applied.
 func Open(dir string, opts Options) (*DB, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Second
+	}
+	if opts.ApplyDelay <= 0 {
+		opts.ApplyDelay = DefaultApplyDelay
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = DefaultMaxPending
 	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -107,22 +161,74 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, deviceID: opts.DeviceID}
-	if opts.ReadOnly {
-		err = b.View(func(tx *bolt.Tx) error {
-			if m := tx.Bucket(bMeta); m != nil {
-				db.dbID = string(m.Get(kDBID))
-			}
-			return nil
-		})
-	} else {
-		err = b.Update(db.init)
-	}
-	if err != nil {
+	db := &DB{bolt: b, opts: opts, deviceID: opts.DeviceID, acked: map[uint64]bool{}, overlay: map[string]*punch.Open{}}
+	if err := db.open(filepath.Join(dir, journalName)); err != nil {
+		db.jnl.close()
 		b.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+func (db *DB) open(journalPath string) error {
+	if db.opts.ReadOnly {
+		err := db.bolt.View(func(tx *bolt.Tx) error {
+			if m := tx.Bucket(bMeta); m != nil {
+				db.dbID = string(m.Get(kDBID))
+				db.journalSeq = getU64(m, kJournalSeq)
+			}
+			db.loadSeqs(tx)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	} else if err := db.bolt.Update(db.init); err != nil {
+		return err
+	}
+	jnl, recs, err := openJournal(journalPath, db.opts.ReadOnly, db.opts.NoSync)
+	if err != nil {
+		return err
+	}
+	db.jnl = jnl
+	for _, r := range recs {
+		if r.seq <= db.journalSeq {
+			continue
+		}
+		var batch []*entry
+		if err := json.Unmarshal(r.payload, &batch); err != nil {
+			return fmt.Errorf("%w: journal record %d: %v", ErrCorrupt, r.seq, err)
+		}
+		db.stage(batch)
+		db.journalSeq = r.seq
+	}
+	if db.opts.ReadOnly {
+		return nil
+	}
+	// Whatever a crash left in the journal goes into bbolt now; then the
+	// journal starts over.
+	if err := db.apply(); err != nil {
+		return err
+	}
+	if db.opts.NoJournal {
+		err := db.jnl.close()
+		db.jnl = nil
+		return err
+	}
+	return nil
+}
+
+func (db *DB) loadSeqs(tx *bolt.Tx) {
+	if b := tx.Bucket(bEvents); b != nil {
+		db.next.event = b.Sequence()
+	}
+	if b := tx.Bucket(bShifts); b != nil {
+		db.next.shift = b.Sequence()
+	}
+	if b := tx.Bucket(bOutbox); b != nil {
+		db.next.outbox = b.Sequence()
+	}
+	db.appliedOutbox = db.next.outbox
 }
 
 func (db *DB) init(tx *bolt.Tx) error {
@@ -144,15 +250,34 @@ func (db *DB) init(tx *bolt.Tx) error {
 		}
 	}
 	db.dbID = string(id)
+	db.journalSeq = getU64(m, kJournalSeq)
+	db.loadSeqs(tx)
 	return nil
 }
 
-// Close closes the database. It is safe to call twice.
+// Close applies what is pending and closes the database. It is safe to
+// call twice.
 func (db *DB) Close() error {
-	if err := db.bolt.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return nil
 	}
-	return nil
+	db.closed = true
+	if db.timer != nil {
+		db.timer.Stop()
+	}
+	var err error
+	if !db.opts.ReadOnly {
+		err = db.apply()
+	}
+	if jerr := db.jnl.close(); jerr != nil && err == nil {
+		err = fmt.Errorf("store: close journal: %w", jerr)
+	}
+	if berr := db.bolt.Close(); berr != nil && err == nil {
+		err = fmt.Errorf("store: close: %w", berr)
+	}
+	return err
 }
 
 // Path is the database file.
@@ -199,9 +324,12 @@ type Status struct {
 	LastUplink    time.Time `json:"last_uplink,omitzero"`
 }
 
-// Status reads the counters kept in the meta bucket; it scans nothing.
+// Status reads the counters kept in the meta bucket and adds the pending
+// punches; it scans nothing.
 func (db *DB) Status() (Status, error) {
 	s := Status{DBID: db.dbID}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if m == nil {
@@ -218,14 +346,37 @@ func (db *DB) Status() (Status, error) {
 				s.LastUplink = t
 			}
 		}
+		// Entries opened or closed by pending punches.
+		open := tx.Bucket(bOpen)
+		for emp, o := range db.overlay {
+			inDB := open != nil && open.Get([]byte(emp)) != nil
+			switch {
+			case o != nil && !inDB:
+				s.OpenEntries++
+			case o == nil && inDB:
+				s.OpenEntries--
+			}
+		}
 		return nil
 	})
+	for _, e := range db.pending {
+		for _, seq := range e.outboxSeqs() {
+			if !db.acked[seq] {
+				s.Pending++
+			}
+		}
+	}
+	if db.lastUplink.After(s.LastUplink) {
+		s.LastUplink = db.lastUplink
+	}
 	return s, err
 }
 
 // ReplaceRoster stores r in place of the current roster, in one
 // transaction, if its version is higher. r must be validated.
 func (db *DB) ReplaceRoster(r *roster.Roster) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		cur := int64(getU64(m, kRosterVersion))
@@ -273,6 +424,8 @@ func (db *DB) ReplaceRoster(r *roster.Roster) error {
 // SetRosterError records why the last offered roster was rejected (shown
 // in status); an empty msg clears it.
 func (db *DB) SetRosterError(msg string) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if msg == "" {
@@ -282,37 +435,98 @@ func (db *DB) SetRosterError(msg string) error {
 	})
 }
 
-// Update runs fn in one read-write transaction, committed and fsynced
-// before Update returns.
+// ErrReadOnly is returned by Update on a database opened read-only.
+var ErrReadOnly = errors.New("store: database is open read-only")
+
+// Update runs fn in one transaction: fn decides punches reading the
+// roster and open entries, and Records them. When fn returns nil, what it
+// recorded is durable (journaled and fdatasynced) before Update returns;
+// when it returns an error, nothing of it is kept.
 func (db *DB) Update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error {
-		return fn(db.wrap(btx))
-	})
-}
-
-// View runs fn in a read-only transaction.
-func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(btx *bolt.Tx) error {
-		return fn(db.wrap(btx))
-	})
-}
-
-func (db *DB) wrap(btx *bolt.Tx) *Tx {
-	t := &Tx{db: db, tx: btx, meta: btx.Bucket(bMeta)}
-	if btx.Writable() {
-		for _, name := range [][]byte{bEvents, bShifts, bOutbox} {
-			// Append-only buckets: fill pages fully.
-			btx.Bucket(name).FillPercent = 1.0
-		}
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.opts.ReadOnly {
+		return ErrReadOnly
 	}
-	return t
+	if db.closed {
+		return bolt.ErrDatabaseNotOpen
+	}
+	btx, err := db.bolt.Begin(false)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	t := &Tx{db: db, btx: btx, writable: true, next: db.next, overlay: map[string]*punch.Open{}}
+	err = fn(t)
+	btx.Rollback()
+	if err != nil || len(t.entries) == 0 {
+		return err
+	}
+	if db.jnl != nil {
+		payload, err := json.Marshal(t.entries)
+		if err != nil {
+			return fmt.Errorf("store: encode journal record: %w", err)
+		}
+		if err := db.jnl.append(db.journalSeq+1, payload); err != nil {
+			return err
+		}
+		db.journalSeq++
+	}
+	db.stage(t.entries)
+	if db.jnl == nil || len(db.pending) >= db.opts.MaxPending {
+		err := db.apply()
+		if db.jnl == nil {
+			return err
+		}
+		// The punches are durable in the journal; bbolt gets them on a
+		// later try.
+		return nil
+	}
+	if len(db.pending) == len(t.entries) {
+		// The first pending batch: apply it, and what follows it,
+		// after ApplyDelay.
+		db.armTimer()
+	}
+	return nil
+}
+
+func (db *DB) armTimer() {
+	if db.timer == nil {
+		db.timer = time.AfterFunc(db.opts.ApplyDelay, db.applyLater)
+	} else {
+		db.timer.Reset(db.opts.ApplyDelay)
+	}
+}
+
+func (db *DB) applyLater() {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return
+	}
+	if err := db.apply(); err != nil {
+		// The punches stay pending (they are in the journal): try
+		// again later.
+		db.armTimer()
+	}
+}
+
+// View runs fn in a read-only transaction: lookups only.
+func (db *DB) View(fn func(*Tx) error) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	return db.bolt.View(func(btx *bolt.Tx) error {
+		return fn(&Tx{db: db, btx: btx, overlay: map[string]*punch.Open{}})
+	})
 }
 
 // Tx is one transaction over the agent's records.
 type Tx struct {
-	db   *DB
-	tx   *bolt.Tx
-	meta *bolt.Bucket
+	db       *DB
+	btx      *bolt.Tx
+	writable bool
+	next     seqs
+	overlay  map[string]*punch.Open // open entries changed in this Tx
+	entries  []*entry
 }
 
 // Employee finds the employee holding a credential; nil if none. A card is
@@ -322,7 +536,7 @@ func (t *Tx) Employee(typ, value string) (*roster.Employee, error) {
 	if typ == roster.Card {
 		keys = roster.CardKeys(value)
 	}
-	creds := t.tx.Bucket(bCreds)
+	creds := t.btx.Bucket(bCreds)
 	for _, k := range keys {
 		id := creds.Get([]byte(k))
 		if id == nil {
@@ -335,7 +549,7 @@ func (t *Tx) Employee(typ, value string) (*roster.Employee, error) {
 
 // EmployeeByID returns an employee of the roster; nil if none.
 func (t *Tx) EmployeeByID(id string) (*roster.Employee, error) {
-	v := t.tx.Bucket(bEmployees).Get([]byte(id))
+	v := t.btx.Bucket(bEmployees).Get([]byte(id))
 	if v == nil {
 		return nil, nil
 	}
@@ -348,7 +562,13 @@ func (t *Tx) EmployeeByID(id string) (*roster.Employee, error) {
 
 // Open returns the employee's open entry; nil if none.
 func (t *Tx) Open(employeeID string) (*punch.Open, error) {
-	v := t.tx.Bucket(bOpen).Get([]byte(employeeID))
+	if o, ok := t.overlay[employeeID]; ok {
+		return o, nil
+	}
+	if o, ok := t.db.overlay[employeeID]; ok {
+		return o, nil
+	}
+	v := t.btx.Bucket(bOpen).Get([]byte(employeeID))
 	if v == nil {
 		return nil, nil
 	}
@@ -359,68 +579,44 @@ func (t *Tx) Open(employeeID string) (*punch.Open, error) {
 	return &o, nil
 }
 
-// OpenEntries calls fn for each open entry.
-func (t *Tx) OpenEntries(fn func(employeeID string, o punch.Open) error) error {
-	return t.tx.Bucket(bOpen).ForEach(func(k, v []byte) error {
-		var o punch.Open
-		if err := json.Unmarshal(v, &o); err != nil {
-			return fmt.Errorf("%w: open entry of %q: %v", ErrCorrupt, k, err)
-		}
-		return fn(string(k), o)
-	})
-}
-
 // Record stores one decided punch: its event, the open entry it creates
 // or closes, the shift it completes, and their outbox rows. It assigns
 // the event's and shift's ids and device id.
 func (t *Tx) Record(out *punch.Outcome) error {
+	if !t.writable {
+		return ErrReadOnly
+	}
 	ev := &out.Event
+	t.next.event++
+	t.next.outbox++
+	e := &entry{EmployeeID: ev.EmployeeID, EventSeq: t.next.event, EventOut: t.next.outbox}
 	ev.DeviceID = t.db.deviceID
-	events := t.tx.Bucket(bEvents)
-	eseq, err := events.NextSequence()
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	ev.ID = t.db.recordID('e', eseq)
-	if err := t.putJSON(events, u64(eseq), ev); err != nil {
-		return err
-	}
-	if err := t.enqueue(KindEvent, eseq); err != nil {
-		return err
+	ev.ID = t.db.recordID('e', e.EventSeq)
+	var err error
+	if e.Event, err = json.Marshal(ev); err != nil {
+		return fmt.Errorf("store: encode event: %w", err)
 	}
 	if out.CloseOpen {
-		if err := t.tx.Bucket(bOpen).Delete([]byte(ev.EmployeeID)); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		if err := addU64(t.meta, kOpenCount, -1); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
+		e.Close = true
+		t.overlay[ev.EmployeeID] = nil
 	}
 	if o := out.NewOpen; o != nil {
 		o.EventID = ev.ID
-		if err := t.putJSON(t.tx.Bucket(bOpen), []byte(ev.EmployeeID), o); err != nil {
-			return err
-		}
-		if err := addU64(t.meta, kOpenCount, 1); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
+		e.Open = o
+		t.overlay[ev.EmployeeID] = o
 	}
 	if sh := out.Shift; sh != nil {
-		shifts := t.tx.Bucket(bShifts)
-		sseq, err := shifts.NextSequence()
-		if err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		sh.ID = t.db.recordID('s', sseq)
+		t.next.shift++
+		t.next.outbox++
+		e.ShiftSeq, e.ShiftOut = t.next.shift, t.next.outbox
+		sh.ID = t.db.recordID('s', e.ShiftSeq)
 		sh.DeviceID = t.db.deviceID
 		sh.OutEvent = ev.ID
-		if err := t.putJSON(shifts, u64(sseq), sh); err != nil {
-			return err
-		}
-		if err := t.enqueue(KindShift, sseq); err != nil {
-			return err
+		if e.Shift, err = json.Marshal(sh); err != nil {
+			return fmt.Errorf("store: encode shift: %w", err)
 		}
 	}
+	t.entries = append(t.entries, e)
 	return nil
 }
 
@@ -428,30 +624,4 @@ func (t *Tx) Record(out *punch.Outcome) error {
 // the record and identical on every resend.
 func (db *DB) recordID(kind byte, seq uint64) string {
 	return db.deviceID + "-" + db.dbID + "-" + string(kind) + strconv.FormatUint(seq, 10)
-}
-
-func (t *Tx) putJSON(b *bolt.Bucket, k []byte, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("store: encode: %w", err)
-	}
-	if err := b.Put(k, data); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return nil
-}
-
-func (t *Tx) enqueue(kind byte, ref uint64) error {
-	ob := t.tx.Bucket(bOutbox)
-	seq, err := ob.NextSequence()
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	var v [9]byte
-	v[0] = kind
-	binary.BigEndian.PutUint64(v[1:], ref)
-	if err := ob.Put(u64(seq), v[:]); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return addU64(t.meta, kPending, 1)
 }

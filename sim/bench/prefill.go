@@ -62,7 +62,7 @@ func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool
 	if err != nil {
 		return res, err
 	}
-	db, err := store.Open(dir, store.Options{DeviceID: deviceID, NoSync: true})
+	db, err := store.Open(dir, store.Options{DeviceID: deviceID, NoSync: true, NoJournal: true})
 	if err != nil {
 		return res, err
 	}

@@ -1,0 +1,254 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/punchclock/punchclock/punch"
+)
+
+// crash drops the database as a power cut would after the last fdatasync:
+// nothing pending is applied, nothing more is written.
+func crash(t *testing.T, db *DB) {
+	t.Helper()
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	db.closed = true
+	if db.timer != nil {
+		db.timer.Stop()
+	}
+	if err := db.jnl.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.bolt.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openSlow(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir, Options{DeviceID: "door-1", ApplyDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func eventCount(t *testing.T, db *DB) (events, shifts int) {
+	t.Helper()
+	err := db.Log(time.Time{}, time.Time{}, func(e LogEntry) error {
+		if e.Event != nil {
+			events++
+		} else {
+			shifts++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events, shifts
+}
+
+func TestJournalRecoversAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	in := record(t, db, "E100", t0)
+	record(t, db, "E101", t0)
+	record(t, db, "E101", t0.Add(time.Minute)) // a shift
+	if len(db.pending) != 3 {
+		t.Fatalf("%d pending, want 3 (apply delay is an hour)", len(db.pending))
+	}
+	crash(t, db)
+
+	// Read-only, the journal is read but not applied.
+	ro, err := Open(dir, Options{ReadOnly: true, DeviceID: "door-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := ro.Status()
+	if st.Pending != 4 || st.OpenEntries != 1 {
+		t.Fatalf("read-only status after crash = %+v, want 4 pending, 1 open", st)
+	}
+	if e, s := eventCount(t, ro); e != 3 || s != 1 {
+		t.Fatalf("read-only log: %d events, %d shifts", e, s)
+	}
+	if rows, _ := ro.Peek(0, 10); len(rows) != 4 {
+		t.Fatalf("read-only peek: %d rows", len(rows))
+	}
+	if err := ro.Update(func(*Tx) error { return nil }); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("read-only update: %v", err)
+	}
+	ro.Close()
+
+	db = open(t, dir)
+	if len(db.pending) != 0 {
+		t.Fatalf("%d still pending after recovery", len(db.pending))
+	}
+	st, _ = db.Status()
+	if st.Pending != 4 || st.OpenEntries != 1 {
+		t.Fatalf("status after recovery = %+v", st)
+	}
+	// Anna's open entry survived: her next punch closes it, with new ids.
+	out := record(t, db, "E100", t0.Add(time.Hour))
+	if out.Shift == nil || out.Shift.InEvent != in.Event.ID || out.Event.ID == in.Event.ID {
+		t.Fatalf("after recovery: %+v", out)
+	}
+	if e, s := eventCount(t, db); e != 4 || s != 2 {
+		t.Fatalf("log after recovery: %d events, %d shifts", e, s)
+	}
+}
+
+// After the journal starts over, records of its older generation are
+// never applied again.
+func TestJournalOldGenerationIgnored(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	db.ReplaceRoster(loadRoster(t))
+	for i := range 5 {
+		record(t, db, "E101", time.Now().Add(time.Duration(i)*time.Minute))
+	}
+	if err := db.Close(); err != nil { // applies and rewinds
+		t.Fatal(err)
+	}
+	db = openSlow(t, dir)
+	record(t, db, "E100", time.Now())
+	crash(t, db)
+	db = open(t, dir)
+	if e, s := eventCount(t, db); e != 6 || s != 2 {
+		t.Fatalf("%d events and %d shifts, want 6 and 2", e, s)
+	}
+}
+
+func TestJournalTornTail(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	db.ReplaceRoster(loadRoster(t))
+	record(t, db, "E100", time.Now())
+	record(t, db, "E101", time.Now())
+	off := db.jnl.off
+	crash(t, db)
+	// A third record torn by the power cut: its header, half its body.
+	f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &journal{f: f, off: off, noSync: true}
+	if err := j.append(99, []byte(`[{"emp":"E102","es":3,"eo":3,"ev":{}}]`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff, 0xff}, off+20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	db = open(t, dir)
+	if e, _ := eventCount(t, db); e != 2 {
+		t.Fatalf("%d events after a torn tail, want 2", e)
+	}
+}
+
+func TestRemovePendingRows(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	db.ReplaceRoster(loadRoster(t))
+	record(t, db, "E100", time.Now())
+	record(t, db, "E100", time.Now().Add(time.Minute))
+	rows, err := db.Peek(0, 10)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("peek = %d rows, %v", len(rows), err)
+	}
+	if err := db.Remove([]uint64{rows[0].Seq, rows[2].Seq}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := db.Status()
+	if st.Pending != 1 || st.LastUplink.IsZero() {
+		t.Fatalf("status = %+v", st)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, dir)
+	left, _ := db.Peek(0, 10)
+	if len(left) != 1 || left[0].Seq != rows[1].Seq {
+		t.Fatalf("outbox after apply = %+v, want only row %d", left, rows[1].Seq)
+	}
+	if st, _ := db.Status(); st.Pending != 1 || st.LastUplink.IsZero() {
+		t.Fatalf("status after apply = %+v", st)
+	}
+}
+
+func TestApplyWhenFull(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{DeviceID: "d", ApplyDelay: time.Hour, MaxPending: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.ReplaceRoster(loadRoster(t))
+	for i := range 4 {
+		record(t, db, "E101", time.Now().Add(time.Duration(i)*time.Minute))
+	}
+	if len(db.pending) != 0 {
+		t.Fatalf("%d pending; MaxPending 4 should have applied them", len(db.pending))
+	}
+	if db.jnl.off != 0 {
+		t.Fatalf("journal not rewound: offset %d", db.jnl.off)
+	}
+}
+
+func TestApplyAfterDelay(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{DeviceID: "d", ApplyDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.ReplaceRoster(loadRoster(t))
+	record(t, db, "E101", time.Now())
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		db.mu.RLock()
+		n := len(db.pending)
+		db.mu.RUnlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pending punch never applied")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	crash(t, db) // nothing pending: the crash loses nothing
+	db = open(t, dir)
+	if e, _ := eventCount(t, db); e != 1 {
+		t.Fatalf("%d events", e)
+	}
+}
+
+func TestUpdateErrorKeepsNothing(t *testing.T) {
+	db := open(t, t.TempDir())
+	db.ReplaceRoster(loadRoster(t))
+	boom := errors.New("boom")
+	err := db.Update(func(tx *Tx) error {
+		out := punch.Decide(punch.Input{Mode: punch.ModeToggle})
+		if err := tx.Record(&out); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	out := record(t, db, "E100", time.Now())
+	if out.Event.ID != db.recordID('e', 1) {
+		t.Fatalf("first kept event has id %s: the failed Update used a sequence", out.Event.ID)
+	}
+	if st, _ := db.Status(); st.Pending != 1 {
+		t.Fatalf("pending = %d", st.Pending)
+	}
+}

@@ -119,7 +119,7 @@ type DB struct {
 	// appliedOutbox is the last outbox seq in bbolt; higher ones are
 	// pending.
 	appliedOutbox uint64
-	journalSeq uint64
+	journalSeq    uint64
 	// overlay has the open entries changed by pending entries: nil
 	// means closed.
 	overlay map[string]*punch.Open

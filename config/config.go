@@ -33,6 +33,7 @@ type Config struct {
 	RosterFile string   `toml:"roster_file"`
 	MQTT       MQTT     `toml:"mqtt"`
 	Readers    []Reader `toml:"readers"`
+	Feedback   Feedback `toml:"feedback"`
 
 	// Location is Timezone resolved by Validate.
 	Location *time.Location `toml:"-"`
@@ -69,6 +70,44 @@ type Reader struct {
 	RepeatWindow Duration `toml:"repeat_window"`
 }
 
+// Feedback names the GPIO pins of the feedback shown at the readers (LEDs,
+// buzzer, door relay). Every pin is optional; with none set the terminal
+// shows no feedback.
+type Feedback struct {
+	Green  string `toml:"green"`  // LED lit on an accepted punch
+	Red    string `toml:"red"`    // LED lit on a denied punch
+	Buzzer string `toml:"buzzer"` // one beep on accept, three on deny
+	Relay  string `toml:"relay"`  // door strike, energised on accept
+	// RelayPulse is how long an accepted punch energises the relay;
+	// 0 never pulses it.
+	RelayPulse Duration `toml:"relay_pulse"`
+	// ActiveLow drives every pin Low for on (relay boards and
+	// common-anode LEDs are often wired so).
+	ActiveLow bool `toml:"active_low"`
+}
+
+// FeedbackPin is one pin of Feedback with its configuration key.
+type FeedbackPin struct {
+	Key  string // e.g. "feedback.relay"
+	Name string // e.g. "GPIO17"; empty: not wired
+}
+
+// Pins lists the four pins with their keys, wired or not, in the order
+// green, red, buzzer, relay.
+func (f Feedback) Pins() []FeedbackPin {
+	return []FeedbackPin{
+		{"feedback.green", f.Green},
+		{"feedback.red", f.Red},
+		{"feedback.buzzer", f.Buzzer},
+		{"feedback.relay", f.Relay},
+	}
+}
+
+// Wired reports whether any feedback pin is configured.
+func (f Feedback) Wired() bool {
+	return f.Green != "" || f.Red != "" || f.Buzzer != "" || f.Relay != ""
+}
+
 // Duration is a time.Duration written in TOML as a Go duration string.
 type Duration struct{ time.Duration }
 
@@ -95,6 +134,10 @@ const (
 	DefaultTopicPrefix  = "punchclock"
 	DefaultBaud         = 9600
 	DefaultRepeatWindow = 500 * time.Millisecond
+	DefaultRelayPulse   = 3 * time.Second
+	// MaxRelayPulse bounds relay_pulse: a door left unlocked longer is
+	// a door left open.
+	MaxRelayPulse = 30 * time.Second
 )
 
 // Default returns a configuration with every default set.
@@ -103,6 +146,7 @@ func Default() *Config {
 		DataDir:  DefaultDataDir,
 		Timezone: DefaultTimezone,
 		MQTT:     MQTT{TopicPrefix: DefaultTopicPrefix},
+		Feedback: Feedback{RelayPulse: Duration{DefaultRelayPulse}},
 	}
 }
 
@@ -172,6 +216,10 @@ func decodeError(name string, err error) error {
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// pinRE matches periph's pin names: the chip's "GPIO17", the header's
+// "P1_11", a function such as "PWM0_OUT", or the bare number "17".
+var pinRE = regexp.MustCompile(`^([A-Z][A-Z0-9_]{0,31}|[0-9]{1,3})$`)
+
 // Validate checks every key and resolves Location. Its errors name the
 // file and the key.
 func (c *Config) Validate() error {
@@ -231,6 +279,21 @@ func (c *Config) Validate() error {
 		if r.RepeatWindow.Duration < 0 || r.RepeatWindow.Duration > 10*time.Second {
 			bad(k("repeat_window"), "%v must be between 0 and 10s", r.RepeatWindow.Duration)
 		}
+	}
+	pins := map[string]string{}
+	for _, p := range c.Feedback.Pins() {
+		switch {
+		case p.Name == "":
+		case !pinRE.MatchString(p.Name):
+			bad(p.Key, "%q is not a GPIO name like \"GPIO17\" (or another periph pin name such as \"P1_11\")", p.Name)
+		case pins[p.Name] != "":
+			bad(p.Key, "%q is already used by %s", p.Name, pins[p.Name])
+		default:
+			pins[p.Name] = p.Key
+		}
+	}
+	if d := c.Feedback.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
+		bad("feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))

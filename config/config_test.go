@@ -1,0 +1,177 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/punchclock/punchclock/config"
+)
+
+func TestSample(t *testing.T) {
+	c, err := config.Parse("sample.toml", config.Sample)
+	if err != nil {
+		t.Fatalf("the embedded sample does not load: %v", err)
+	}
+	check := func(key string, got, want any) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	check("device_id", c.DeviceID, "door-1")
+	check("data_dir", c.DataDir, "/var/lib/punchclock")
+	check("timezone", c.Timezone, "Europe/Amsterdam")
+	check("location", c.Location.String(), "Europe/Amsterdam")
+	check("roster_file", c.RosterFile, "")
+	check("mqtt.broker", c.MQTT.Broker, "tcp://127.0.0.1:1883")
+	check("mqtt.topic_prefix", c.MQTT.TopicPrefix, "punchclock")
+	check("mqtt.client_id", c.MQTT.ClientID, "punchclock-door-1")
+	if len(c.Readers) != 1 {
+		t.Fatalf("%d readers, want 1", len(c.Readers))
+	}
+	r := c.Readers[0]
+	check("readers[0].name", r.Name, "front")
+	check("readers[0].driver", r.Driver, "rdm6300")
+	check("readers[0].port", r.Port, "/dev/ttyAMA0")
+	check("readers[0].baud", r.Baud, 9600)
+	check("readers[0].direction", r.Direction, config.DirToggle)
+	check("readers[0].repeat_window", r.RepeatWindow.Duration, 500*time.Millisecond)
+	// The sample leaves every pin empty so it runs without GPIO.
+	check("feedback.wired", c.Feedback.Wired(), false)
+	check("feedback.relay_pulse", c.Feedback.RelayPulse.Duration, 3*time.Second)
+	check("feedback.active_low", c.Feedback.ActiveLow, false)
+	check("path", c.Path, "sample.toml")
+}
+
+const minimal = `device_id = "d1"
+[[readers]]
+name = "front"
+driver = "rdm6300"
+port = "/dev/ttyAMA0"
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Parse("min.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Readers[0]
+	if r.Baud != 9600 || r.Direction != "toggle" || r.RepeatWindow.Duration != 500*time.Millisecond {
+		t.Errorf("reader defaults: baud %d, direction %q, repeat_window %v", r.Baud, r.Direction, r.RepeatWindow)
+	}
+	if c.MQTT.ClientID != "punchclock-d1" {
+		t.Errorf("client_id %q, want punchclock-d1", c.MQTT.ClientID)
+	}
+	if c.DataDir != config.DefaultDataDir || c.Timezone != "UTC" || c.Location != time.UTC || c.MQTT.TopicPrefix != "punchclock" {
+		t.Errorf("top-level defaults: %+v", c)
+	}
+	if c.MQTT.Broker != "" {
+		t.Errorf("broker %q, want empty (offline)", c.MQTT.Broker)
+	}
+	if c.Feedback.Wired() || c.Feedback.RelayPulse.Duration != 3*time.Second || c.Feedback.ActiveLow {
+		t.Errorf("feedback defaults: %+v", c.Feedback)
+	}
+}
+
+func TestFeedback(t *testing.T) {
+	c, err := config.Parse("fb.toml", []byte(minimal+`
+[feedback]
+green = "GPIO17"
+red = "P1_13"
+relay = "23"
+relay_pulse = "0s"
+active_low = true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.Feedback
+	if f.Green != "GPIO17" || f.Red != "P1_13" || f.Buzzer != "" || f.Relay != "23" || !f.ActiveLow || !f.Wired() {
+		t.Errorf("feedback %+v", f)
+	}
+	if f.RelayPulse.Duration != 0 {
+		t.Errorf("relay_pulse %v: an explicit 0s must stay 0 (never pulse)", f.RelayPulse)
+	}
+	pins := f.Pins()
+	if len(pins) != 4 || pins[3].Key != "feedback.relay" || pins[3].Name != "23" || pins[2].Name != "" {
+		t.Errorf("Pins() = %+v", pins)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	reader := func(extra string) string {
+		return "device_id = \"d1\"\n[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyAMA0\"\n" + extra
+	}
+	for _, c := range []struct {
+		name string
+		toml string
+		want []string // substrings of the error, besides the file name
+	}{
+		{"unknown key", "device_id = \"d1\"\nbrokr = \"x\"\n", []string{"unknown.toml:2:1", `unknown key "brokr"`}},
+		{"unknown nested key", reader("[mqtt]\nbrokr = \"x\"\n"), []string{":7:1", `"mqtt.brokr"`}},
+		{"missing device_id", "[mqtt]\n", []string{`key "device_id"`, "required"}},
+		{"bad device_id", `device_id = "door 1"`, []string{`key "device_id"`, `"door 1"`}},
+		{"bad zone", `device_id = "d1"` + "\ntimezone = \"Mars/Olympus\"\n", []string{`key "timezone"`, "Mars/Olympus"}},
+		{"bad broker scheme", `device_id = "d1"` + "\n[mqtt]\nbroker = \"http://x:1883\"\n", []string{`key "mqtt.broker"`, "tcp://"}},
+		{"bad topic prefix", `device_id = "d1"` + "\n[mqtt]\ntopic_prefix = \"a/#\"\n", []string{`key "mqtt.topic_prefix"`}},
+		{"duplicate reader name", reader("[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyUSB0\"\n"),
+			[]string{`key "readers[1].name"`, `"front" is used by another reader`}},
+		{"duplicate reader port", reader("[[readers]]\nname = \"back\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyAMA0\"\n"),
+			[]string{`key "readers[1].port"`, `"/dev/ttyAMA0" is used by another reader`}},
+		{"bad driver", "device_id = \"d1\"\n[[readers]]\nname = \"front\"\ndriver = \"rdm630\"\nport = \"/dev/ttyAMA0\"\n",
+			[]string{`key "readers[0].driver"`, `"rdm630"`}},
+		{"missing port", "device_id = \"d1\"\n[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\n", []string{`key "readers[0].port"`, "required"}},
+		{"bad baud", reader("baud = 9601\n"), []string{`key "readers[0].baud"`, "9601"}},
+		{"bad direction", reader("direction = \"sideways\"\n"), []string{`key "readers[0].direction"`, "sideways"}},
+		{"bad repeat_window", reader("repeat_window = \"11s\"\n"), []string{`key "readers[0].repeat_window"`, "11s"}},
+		{"unparsable repeat_window", reader("repeat_window = \"soon\"\n"), []string{":6:", `"readers.repeat_window"`, "soon"}},
+		{"bad feedback pin", reader("[feedback]\nrelay = \"gpio17\"\n"), []string{`key "feedback.relay"`, `"gpio17"`, "GPIO17"}},
+		{"bad feedback pin chars", reader("[feedback]\ngreen = \"GPIO 17\"\n"), []string{`key "feedback.green"`, `"GPIO 17"`}},
+		{"feedback pin used twice", reader("[feedback]\ngreen = \"GPIO17\"\nbuzzer = \"GPIO17\"\n"),
+			[]string{`key "feedback.buzzer"`, `"GPIO17" is already used by feedback.green`}},
+		{"feedback pulse too long", reader("[feedback]\nrelay_pulse = \"31s\"\n"), []string{`key "feedback.relay_pulse"`, "31s", "30s"}},
+		{"feedback pulse negative", reader("[feedback]\nrelay_pulse = \"-1s\"\n"), []string{`key "feedback.relay_pulse"`, "-1s"}},
+		{"feedback unknown key", reader("[feedback]\nbeeper = \"GPIO22\"\n"), []string{":7:1", `unknown key "feedback.beeper"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := strings.ReplaceAll(c.name, " ", "_") + ".toml"
+			if strings.HasPrefix(c.name, "unknown key") {
+				file = "unknown.toml"
+			}
+			_, err := config.Parse(file, []byte(c.toml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Errorf("%v does not wrap ErrInvalid", err)
+			}
+			for _, want := range append([]string{file}, c.want...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "punchclock.toml")
+	if err := os.WriteFile(path, config.Sample, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Path != path {
+		t.Errorf("Path %q, want %q", c.Path, path)
+	}
+	_, err = config.Load(filepath.Join(t.TempDir(), "missing.toml"))
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "missing.toml") {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+}

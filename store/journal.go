@@ -34,9 +34,12 @@ import (
 const (
 	journalName   = "punchclock.wal"
 	journalHeader = 16
-	// journalPrealloc is zero-filled when the journal is created, so that
-	// appends overwrite allocated blocks and fdatasync has no size change
-	// to record.
+	// journalPrealloc is allocated (fallocate) when the journal is
+	// created, so that appends go to allocated blocks and fdatasync has
+	// no size change to record. It is not written with zeros: one large
+	// write leaves the file in the page cache as large folios, and every
+	// small append would then dirty, and write back, a whole folio
+	// (256 KiB per punch, measured).
 	journalPrealloc = 256 << 10
 	// maxRecord bounds one record, against a corrupt length.
 	maxRecord = 64 << 20
@@ -118,8 +121,12 @@ func (j *journal) preallocate() error {
 	if fi.Size() >= journalPrealloc {
 		return nil
 	}
-	if _, err := j.f.WriteAt(make([]byte, journalPrealloc-fi.Size()), fi.Size()); err != nil {
-		return fmt.Errorf("store: journal: %w", err)
+	err = unix.Fallocate(int(j.f.Fd()), 0, 0, journalPrealloc)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return nil // the file system cannot: appends extend the file
+	}
+	if err != nil {
+		return fmt.Errorf("store: journal: fallocate: %w", err)
 	}
 	return j.sync()
 }

@@ -12,8 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	"periph.io/x/conn/v3/gpio"
+
 	"github.com/punchclock/punchclock/agent"
 	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/device"
 	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 	"github.com/punchclock/punchclock/reader/serialport"
@@ -119,7 +122,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitUsage
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Logger: log, Version: version})
+	panel, err := buildPanel(cfg.Feedback, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitUsage
+	}
+	var feedback agent.Feedback // stays nil (no feedback) without a panel
+	if panel != nil {
+		defer panel.Close()
+		feedback = device.NewFeedback(panel, log.With("component", "feedback"))
+	}
+	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version})
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitFail
@@ -129,6 +142,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	runErr := a.Run(ctx)
 	if err := a.Close(); err != nil && runErr == nil {
 		runErr = err
+	}
+	if panel != nil {
+		// Run has returned: no decision is shown any more. Switch the
+		// outputs off before reporting, so the door is not left unlocked.
+		if err := panel.Close(); err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	if runErr != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", runErr)
@@ -155,6 +175,32 @@ func buildReaders(cfg *config.Config, log *slog.Logger) ([]reader.Reader, error)
 		}
 	}
 	return rs, nil
+}
+
+// buildPanel opens the configured feedback pins on this host and returns
+// a panel driving them, or nil when no pin is configured.
+func buildPanel(fc config.Feedback, log *slog.Logger) (*device.Panel, error) {
+	if !fc.Wired() {
+		return nil, nil
+	}
+	var pins device.Pins
+	outs := []*gpio.PinOut{&pins.Green, &pins.Red, &pins.Buzzer, &pins.Relay}
+	for i, p := range fc.Pins() { // green, red, buzzer, relay
+		if p.Name == "" {
+			continue
+		}
+		out, err := device.OpenPin(p.Key, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		*outs[i] = out
+	}
+	return device.New(device.Options{
+		Pins:      pins,
+		Timing:    device.Timing{RelayPulse: fc.RelayPulse.Duration},
+		ActiveLow: fc.ActiveLow,
+		Logger:    log.With("component", "feedback"),
+	})
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {

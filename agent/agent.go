@@ -315,19 +315,18 @@ func (a *Agent) report(out *punch.Outcome) {
 	}
 }
 
-// applyRoster parses and stores a roster. A roster equal in version to the
-// stored one is the same roster seen again (the retained MQTT message
-// arrives on every connect) and is ignored; a malformed or older one is
-// rejected, logged and shown in status, and the stored roster stays.
+// applyRoster parses and stores a roster. The stored roster offered
+// again (the retained MQTT message arrives on every connect) is ignored;
+// a malformed one, an older one, or another roster under the stored
+// version is rejected, logged and shown in status, and the stored roster
+// stays.
 func (a *Agent) applyRoster(b []byte, source string) {
 	r, err := roster.Parse(b)
 	if err == nil {
 		err = a.db.ReplaceRoster(r)
-		if errors.Is(err, store.ErrRosterNotNewer) {
-			if st, serr := a.db.Status(); serr == nil && st.RosterVersion == r.Version {
-				a.log.Debug("roster unchanged", "source", source, "version", r.Version)
-				return
-			}
+		if errors.Is(err, store.ErrRosterSame) {
+			a.log.Debug("roster unchanged", "source", source, "version", r.Version)
+			return
 		}
 	}
 	if err != nil {

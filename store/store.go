@@ -6,7 +6,9 @@
 package store
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -29,6 +31,9 @@ var (
 	// ErrRosterNotNewer: a roster whose version is not higher than the
 	// stored one was offered.
 	ErrRosterNotNewer = errors.New("store: roster version is not newer than the stored one")
+	// ErrRosterSame: the stored roster was offered again (same version,
+	// same content), as the retained MQTT roster is on every reconnect.
+	ErrRosterSame = errors.New("store: roster is the stored one")
 	// ErrLocked: another process (the running agent) holds the database.
 	ErrLocked = errors.New("store: database is in use by another process")
 	// ErrCorrupt: a stored record could not be decoded.
@@ -59,6 +64,7 @@ var (
 	kOpenCount     = []byte("open_count")
 	kLastUplink    = []byte("last_uplink")
 	kJournalSeq    = []byte("journal_applied")
+	kRosterHash    = []byte("roster_sha256")
 )
 
 // Outbox kinds.
@@ -92,7 +98,7 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultApplyDelay = 2 * time.Second
+	DefaultApplyDelay = 5 * time.Second
 	DefaultMaxPending = 256
 )
 
@@ -377,11 +383,22 @@ func (db *DB) Status() (Status, error) {
 func (db *DB) ReplaceRoster(r *roster.Roster) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	canon, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	sum := sha256.Sum256(canon)
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		cur := int64(getU64(m, kRosterVersion))
+		if r.Version == cur && bytes.Equal(m.Get(kRosterHash), sum[:]) {
+			return ErrRosterSame
+		}
 		if r.Version <= cur {
 			return fmt.Errorf("%w: offered %d, stored %d", ErrRosterNotNewer, r.Version, cur)
+		}
+		if err := m.Put(kRosterHash, sum[:]); err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
 		for _, name := range [][]byte{bEmployees, bCreds} {
 			if err := tx.DeleteBucket(name); err != nil {

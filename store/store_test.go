@@ -62,8 +62,18 @@ func TestRosterReplace(t *testing.T) {
 	if err := db.ReplaceRoster(r); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.ReplaceRoster(r); !errors.Is(err, ErrRosterNotNewer) {
-		t.Fatalf("same version again: err = %v", err)
+	if err := db.ReplaceRoster(loadRoster(t)); !errors.Is(err, ErrRosterSame) {
+		t.Fatalf("the same roster again: err = %v", err)
+	}
+	other := loadRoster(t)
+	other.Employees = other.Employees[:1]
+	if err := db.ReplaceRoster(other); !errors.Is(err, ErrRosterNotNewer) {
+		t.Fatalf("another roster under the same version: err = %v", err)
+	}
+	older := loadRoster(t)
+	older.Version = 2
+	if err := db.ReplaceRoster(older); !errors.Is(err, ErrRosterNotNewer) {
+		t.Fatalf("an older version: err = %v", err)
 	}
 	// Lookup by hex and by the decimal printed on the card.
 	err := db.View(func(tx *Tx) error {

@@ -1,0 +1,108 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/punchclock/punchclock/sim/demo"
+)
+
+// TestRun plays the whole demo against the real agent binary: a broker
+// (mosquitto when installed, the embedded one otherwise), virtual readers
+// on pseudo-terminals and the subscriber.
+func TestRun(t *testing.T) {
+	agent := filepath.Join(t.TempDir(), "punchclock")
+	build := exec.Command("go", "build", "-o", agent, "github.com/punchclock/punchclock/cmd/punchclock")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var out syncBuffer
+	// 600ms stays above the readers' 500ms repeat window: Bram's two
+	// exits at the back reader must be two presentations.
+	err := demo.Run(ctx, demo.Options{Agent: agent, Out: &out, Pace: 600 * time.Millisecond, Dir: t.TempDir()})
+	// The agent's log reader may still be writing a last line.
+	text := out.String()
+	if err != nil {
+		t.Fatalf("demo.Run: %v\noutput:\n%s", err, text)
+	}
+	lines := strings.Split(text, "\n")
+	count := func(prefix string, subs ...string) int {
+		n := 0
+	next:
+		for _, l := range lines {
+			if !strings.HasPrefix(l, prefix) {
+				continue
+			}
+			for _, s := range subs {
+				if !strings.Contains(l, s) {
+					continue next
+				}
+			}
+			n++
+		}
+		return n
+	}
+	if n := count("SHIFT  |"); n != 3 {
+		t.Errorf("%d SHIFT lines, want 3", n)
+	}
+	for _, who := range []string{"E100", "E101", "E102"} {
+		if n := count("SHIFT  |", who); n != 1 {
+			t.Errorf("%d shifts of %s, want 1", n, who)
+		}
+	}
+	for _, c := range []struct{ reader, reason string }{
+		{"front", "unknown_credential"}, // the visitor's card
+		{"front", "outside_contract"},   // Dana, whose contract ended
+		{"back", "double_out"},          // Bram badging out twice
+	} {
+		if n := count("event  |", c.reader, "denied", c.reason); n != 1 {
+			t.Errorf("%d events denied %s at %s, want 1", n, c.reason, c.reader)
+		}
+	}
+	if n := count("event  |", "denied"); n != 3 {
+		t.Errorf("%d denied events, want 3", n)
+	}
+	if !strings.Contains(text, "demo   | done: 3 shifts arrived") {
+		t.Errorf("no done line")
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", text)
+	} else {
+		t.Logf("broker: %s", firstLine(text, "demo   | broker:"))
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func firstLine(text, prefix string) string {
+	for l := range strings.Lines(text) {
+		if strings.HasPrefix(l, prefix) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}

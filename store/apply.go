@@ -32,53 +32,191 @@ func (e *entry) outboxSeqs() []uint64 {
 	return []uint64{e.EventOut}
 }
 
-// stage adds journaled entries to the pending ones. The caller holds
-// writeMu.
-func (db *DB) stage(batch []*entry) {
+// stage adds journaled entries to the pending ones and reports whether
+// they are the first. The caller holds writeMu.
+func (db *DB) stage(batch []*entry) (first bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	first = len(db.pending) == 0
 	for _, e := range batch {
 		db.pending = append(db.pending, e)
-		if e.Close {
-			db.overlay[e.EmployeeID] = nil
-		}
-		if e.Open != nil {
-			db.overlay[e.EmployeeID] = e.Open
-		}
+		db.overlayAdd(e)
 		db.next.event = max(db.next.event, e.EventSeq)
 		db.next.shift = max(db.next.shift, e.ShiftSeq)
 		db.next.outbox = max(db.next.outbox, e.EventOut, e.ShiftOut)
 	}
+	return first
 }
 
-// apply writes the pending entries to bbolt in one transaction, then lets
-// the journal start over. The caller holds writeMu.
-func (db *DB) apply() error {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if len(db.pending) == 0 && db.lastUplink.IsZero() {
+func (db *DB) overlayAdd(e *entry) {
+	if e.Close {
+		db.overlay[e.EmployeeID] = nil
+	}
+	if e.Open != nil {
+		db.overlay[e.EmployeeID] = e.Open
+	}
+}
+
+// applier moves pending punches to bbolt: ApplyDelay after the first one
+// is pending, or at once when MaxPending are. It commits without holding
+// writeMu, so punches go on being journaled meanwhile.
+func (db *DB) applier() {
+	defer db.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-db.quit:
+			return
+		case <-db.wake:
+		case <-db.full:
+		}
+		timer.Reset(db.opts.ApplyDelay)
+	wait:
+		for {
+			select {
+			case <-db.quit:
+				timer.Stop()
+				return
+			case <-db.full:
+				break wait
+			case <-timer.C:
+				break wait
+			case <-db.wake:
+				// Already waiting.
+			}
+		}
+		timer.Stop()
+		more, err := db.applyStep()
+		if err != nil || more {
+			// Punches arrived meanwhile, or the commit failed (they
+			// stay in the journal): wait again.
+			poke(db.wake)
+		}
+	}
+}
+
+// applyStep commits the punches pending now. It reports whether more
+// became pending meanwhile.
+func (db *DB) applyStep() (more bool, err error) {
+	db.writeMu.Lock()
+	if db.closed {
+		db.writeMu.Unlock()
+		return false, nil
+	}
+	db.mu.RLock()
+	snapshot := db.pending
+	db.mu.RUnlock()
+	snapSeq := db.journalSeq
+	if len(snapshot) == 0 {
+		db.writeMu.Unlock()
+		return false, nil
+	}
+	db.jnl.turn()
+	db.writeMu.Unlock()
+
+	db.applyMu.Lock()
+	written, err := db.commit(snapshot, snapSeq)
+	var late []uint64
+	if err == nil {
+		db.writeMu.Lock()
+		late = db.finish(len(snapshot), written)
+		more = len(db.pending) > 0
+		db.writeMu.Unlock()
+	}
+	db.applyMu.Unlock()
+	if err == nil && len(late) > 0 {
+		// Delivered while being committed: delete their rows now.
+		err = db.Remove(late, time.Now())
+	}
+	return more, err
+}
+
+// applyAll commits every pending punch. The caller holds writeMu and the
+// applier is not running.
+func (db *DB) applyAll() error {
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
+	db.mu.RLock()
+	snapshot := db.pending
+	lastUplink := db.lastUplink
+	db.mu.RUnlock()
+	if len(snapshot) == 0 && lastUplink.IsZero() {
 		if db.jnl != nil {
-			db.jnl.rewind()
+			db.jnl.applied(true)
 		}
 		return nil
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	written, err := db.commit(snapshot, db.journalSeq)
+	if err != nil {
+		return err
+	}
+	if late := db.finish(len(snapshot), written); len(late) > 0 {
+		return db.Remove(late, time.Now())
+	}
+	return nil
+}
+
+// finish drops the first n pending entries, now in bbolt, and returns the
+// outbox seqs among those written that were delivered meanwhile: their
+// rows must be deleted. The caller holds applyMu and writeMu.
+func (db *DB) finish(n int, written []uint64) (late []uint64) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	done := db.pending[:n]
+	db.pending = append([]*entry(nil), db.pending[n:]...)
+	for _, e := range done {
+		db.appliedOutbox = max(db.appliedOutbox, e.EventOut, e.ShiftOut)
+	}
+	for _, seq := range written {
+		if db.acked[seq] {
+			late = append(late, seq)
+		}
+	}
+	for seq := range db.acked {
+		if seq <= db.appliedOutbox {
+			delete(db.acked, seq)
+		}
+	}
+	db.overlay = map[string]*punch.Open{}
+	for _, e := range db.pending {
+		db.overlayAdd(e)
+	}
+	if db.jnl != nil {
+		db.jnl.applied(len(db.pending) == 0)
+	}
+	return late
+}
+
+// commit writes entries to bbolt in one transaction and records journal
+// seq snapSeq as applied. It returns the outbox seqs it wrote rows for.
+// The caller holds applyMu.
+func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err error) {
+	db.mu.RLock()
+	lastUplink := db.lastUplink
+	next := db.next
+	db.mu.RUnlock()
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		events, shifts, open, ob := tx.Bucket(bEvents), tx.Bucket(bShifts), tx.Bucket(bOpen), tx.Bucket(bOutbox)
 		// Append-only buckets: fill pages fully.
 		events.FillPercent, shifts.FillPercent, ob.FillPercent = 1, 1, 1
 		var queued, opened int64
 		enqueue := func(seq uint64, kind byte, ref uint64) error {
-			if db.acked[seq] {
+			db.mu.RLock()
+			acked := db.acked[seq]
+			db.mu.RUnlock()
+			if acked {
 				return nil // delivered before it got here
 			}
 			var v [9]byte
 			v[0] = kind
 			copy(v[1:], u64(ref))
 			queued++
+			written = append(written, seq)
 			return ob.Put(u64(seq), v[:])
 		}
-		for _, e := range db.pending {
+		for _, e := range snapshot {
 			if err := events.Put(u64(e.EventSeq), e.Event); err != nil {
 				return err
 			}
@@ -119,7 +257,7 @@ func (db *DB) apply() error {
 		for _, sq := range []struct {
 			b *bolt.Bucket
 			v uint64
-		}{{events, db.next.event}, {shifts, db.next.shift}, {ob, db.next.outbox}} {
+		}{{events, next.event}, {shifts, next.shift}, {ob, next.outbox}} {
 			if sq.v > sq.b.Sequence() {
 				if err := sq.b.SetSequence(sq.v); err != nil {
 					return err
@@ -132,23 +270,20 @@ func (db *DB) apply() error {
 		if err := addU64(m, kOpenCount, opened); err != nil {
 			return err
 		}
-		if !db.lastUplink.IsZero() {
-			if err := m.Put(kLastUplink, []byte(db.lastUplink.UTC().Format(time.RFC3339Nano))); err != nil {
+		if !lastUplink.IsZero() {
+			if err := m.Put(kLastUplink, []byte(lastUplink.UTC().Format(time.RFC3339Nano))); err != nil {
 				return err
 			}
 		}
-		return m.Put(kJournalSeq, u64(db.journalSeq))
+		return m.Put(kJournalSeq, u64(snapSeq))
 	})
 	if err != nil {
-		return fmt.Errorf("store: apply %d journaled punches: %w", len(db.pending), err)
+		return nil, fmt.Errorf("store: apply %d journaled punches: %w", len(snapshot), err)
 	}
-	db.pending = nil
-	db.acked = map[uint64]bool{}
-	db.overlay = map[string]*punch.Open{}
-	db.lastUplink = time.Time{}
-	db.appliedOutbox = db.next.outbox
-	if db.jnl != nil {
-		db.jnl.rewind()
+	db.mu.Lock()
+	if db.lastUplink.Equal(lastUplink) {
+		db.lastUplink = time.Time{}
 	}
-	return nil
+	db.mu.Unlock()
+	return written, nil
 }

@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,9 +16,14 @@ import (
 // The journal is the durability point of a punch. A batch of decided
 // punches is appended to it as one record and fdatasynced before the
 // decisions are shown; the batch reaches the bbolt file later, together
-// with the batches that followed (see apply). A punch thus costs one
+// with the batches that followed (see apply.go). A punch thus costs one
 // small synchronous write instead of a bbolt commit, which rewrites
 // every page on the paths from the root to the leaves it touched.
+//
+// There are two journal files, used in turn: while the batches of one are
+// being applied to bbolt, new batches go to the other, so the writer never
+// waits for a bbolt commit. A file is written again from offset 0 only
+// once every record in it is in bbolt.
 //
 // Record layout, little endian:
 //
@@ -32,7 +39,7 @@ import (
 // follows is an older generation.
 
 const (
-	journalName   = "punchclock.wal"
+	journalPrefix = "punchclock.wal."
 	journalHeader = 16
 	// journalPrealloc is allocated (fallocate) when the journal is
 	// created, so that appends go to allocated blocks and fdatasync has
@@ -165,6 +172,78 @@ func (j *journal) sync() error {
 // rewind makes the next record go to offset 0; every record written so
 // far must be in bbolt.
 func (j *journal) rewind() { j.off = 0 }
+
+// journalPair is the two journal files.
+type journalPair struct {
+	files [2]*journal
+	cur   int // the file appended to
+	// dirty marks a file holding records not yet in bbolt.
+	dirty [2]bool
+}
+
+// openJournals opens both files and returns their records in seq order.
+func openJournals(dir string, readOnly, noSync bool) (*journalPair, []journalRecord, error) {
+	jp := &journalPair{}
+	var all []journalRecord
+	for i, name := range []string{"a", "b"} {
+		j, recs, err := openJournal(filepath.Join(dir, journalPrefix+name), readOnly, noSync)
+		if err != nil {
+			jp.close()
+			return nil, nil, err
+		}
+		jp.files[i] = j
+		all = append(all, recs...)
+	}
+	sort.Slice(all, func(i, k int) bool { return all[i].seq < all[k].seq })
+	return jp, all, nil
+}
+
+func (jp *journalPair) append(seq uint64, payload []byte) error {
+	if err := jp.files[jp.cur].append(seq, payload); err != nil {
+		return err
+	}
+	jp.dirty[jp.cur] = true
+	return nil
+}
+
+// turn starts writing the other file, from its beginning, if all of its
+// records are in bbolt. It reports whether it did.
+func (jp *journalPair) turn() bool {
+	other := 1 - jp.cur
+	if jp.dirty[other] {
+		return false
+	}
+	jp.cur = other
+	jp.files[other].rewind()
+	return true
+}
+
+// applied records that every record up to the last turn is in bbolt:
+// the file not being appended to is clean. With everything applied,
+// both are.
+func (jp *journalPair) applied(all bool) {
+	jp.dirty[1-jp.cur] = false
+	if all {
+		jp.dirty[jp.cur] = false
+		jp.files[jp.cur].rewind()
+	}
+}
+
+func (jp *journalPair) close() error {
+	if jp == nil {
+		return nil
+	}
+	var err error
+	for _, j := range jp.files {
+		if j == nil {
+			continue
+		}
+		if cerr := j.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
 
 func (j *journal) close() error {
 	if j == nil || j.f == nil {

@@ -15,11 +15,10 @@ import (
 func crash(t *testing.T, db *DB) {
 	t.Helper()
 	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
 	db.closed = true
-	if db.timer != nil {
-		db.timer.Stop()
-	}
+	close(db.quit)
+	db.writeMu.Unlock()
+	db.wg.Wait()
 	if err := db.jnl.close(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +62,8 @@ func TestJournalRecoversAfterCrash(t *testing.T) {
 	in := record(t, db, "E100", t0)
 	record(t, db, "E101", t0)
 	record(t, db, "E101", t0.Add(time.Minute)) // a shift
-	if len(db.pending) != 3 {
-		t.Fatalf("%d pending, want 3 (apply delay is an hour)", len(db.pending))
+	if n := pendingLen(db); n != 3 {
+		t.Fatalf("%d pending, want 3 (apply delay is an hour)", n)
 	}
 	crash(t, db)
 
@@ -89,8 +88,8 @@ func TestJournalRecoversAfterCrash(t *testing.T) {
 	ro.Close()
 
 	db = open(t, dir)
-	if len(db.pending) != 0 {
-		t.Fatalf("%d still pending after recovery", len(db.pending))
+	if n := pendingLen(db); n != 0 {
+		t.Fatalf("%d still pending after recovery", n)
 	}
 	st, _ = db.Status()
 	if st.Pending != 4 || st.OpenEntries != 1 {
@@ -133,10 +132,10 @@ func TestJournalTornTail(t *testing.T) {
 	db.ReplaceRoster(loadRoster(t))
 	record(t, db, "E100", time.Now())
 	record(t, db, "E101", time.Now())
-	off := db.jnl.off
+	off := db.jnl.files[0].off
 	crash(t, db)
 	// A third record torn by the power cut: its header, half its body.
-	f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_RDWR, 0)
+	f, err := os.OpenFile(filepath.Join(dir, journalPrefix+"a"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +193,11 @@ func TestApplyWhenFull(t *testing.T) {
 	for i := range 4 {
 		record(t, db, "E101", time.Now().Add(time.Duration(i)*time.Minute))
 	}
-	if len(db.pending) != 0 {
-		t.Fatalf("%d pending; MaxPending 4 should have applied them", len(db.pending))
-	}
-	if db.jnl.off != 0 {
-		t.Fatalf("journal not rewound: offset %d", db.jnl.off)
+	waitApplied(t, db) // MaxPending, not the hour of ApplyDelay
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.jnl.dirty[0] || db.jnl.dirty[1] {
+		t.Fatalf("journal still dirty after everything was applied: %v", db.jnl.dirty)
 	}
 }
 
@@ -210,19 +209,7 @@ func TestApplyAfterDelay(t *testing.T) {
 	}
 	db.ReplaceRoster(loadRoster(t))
 	record(t, db, "E101", time.Now())
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		db.mu.RLock()
-		n := len(db.pending)
-		db.mu.RUnlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("pending punch never applied")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitApplied(t, db)
 	crash(t, db) // nothing pending: the crash loses nothing
 	db = open(t, dir)
 	if e, _ := eventCount(t, db); e != 1 {
@@ -250,5 +237,123 @@ func TestUpdateErrorKeepsNothing(t *testing.T) {
 	}
 	if st, _ := db.Status(); st.Pending != 1 {
 		t.Fatalf("pending = %d", st.Pending)
+	}
+}
+
+func pendingLen(db *DB) int {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return len(db.pending)
+}
+
+func waitApplied(t *testing.T, db *DB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pendingLen(db) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("pending punches never applied")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Punches keep being journaled while the applier commits; none is lost
+// or applied twice, and the journal files take turns.
+func TestApplyWhileRecording(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{DeviceID: "d", ApplyDelay: time.Millisecond, MaxPending: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.ReplaceRoster(loadRoster(t))
+	stop := make(chan struct{})
+	var delivered int
+	done := make(chan struct{})
+	// An uplink acknowledging everything it sees, meanwhile.
+	go func() {
+		defer close(done)
+		var after uint64
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rows, err := db.Peek(after, 16)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var seqs []uint64
+			for _, r := range rows {
+				if r.Seq <= after {
+					t.Errorf("peek out of order: %d after %d", r.Seq, after)
+					return
+				}
+				after = r.Seq
+				seqs = append(seqs, r.Seq)
+			}
+			delivered += len(seqs)
+			if err := db.Remove(seqs, time.Now()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	const n = 400
+	t0 := time.Now()
+	for i := range n {
+		record(t, db, "E101", t0.Add(time.Duration(i)*time.Minute))
+	}
+	waitApplied(t, db)
+	// Let the uplink catch up with the last rows.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := db.Status()
+		if st.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status = %+v", st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	if delivered != n+n/2 {
+		t.Errorf("delivered %d rows, want %d", delivered, n+n/2)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, dir)
+	if e, s := eventCount(t, db); e != n || s != n/2 {
+		t.Fatalf("%d events and %d shifts after reopen, want %d and %d", e, s, n, n/2)
+	}
+	if rows, _ := db.Peek(0, 10); len(rows) != 0 {
+		t.Fatalf("%d rows left in the outbox, first %d", len(rows), rows[0].Seq)
+	}
+}
+
+// A crash while punches are spread over both journal files loses none.
+func TestCrashAcrossBothJournals(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	db.ReplaceRoster(loadRoster(t))
+	record(t, db, "E100", time.Now())
+	// Simulate an applier that turned to the other file and then failed
+	// to commit: both files hold unapplied records.
+	db.writeMu.Lock()
+	db.jnl.turn()
+	db.writeMu.Unlock()
+	record(t, db, "E101", time.Now())
+	record(t, db, "E100", time.Now().Add(time.Minute))
+	if !db.jnl.dirty[0] || !db.jnl.dirty[1] {
+		t.Fatalf("dirty = %v", db.jnl.dirty)
+	}
+	crash(t, db)
+	db = open(t, dir)
+	if e, s := eventCount(t, db); e != 3 || s != 1 {
+		t.Fatalf("%d events and %d shifts, want 3 and 1", e, s)
 	}
 }

@@ -23,8 +23,8 @@ type OutboxRow struct {
 // still pending in the journal.
 func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 	var rows []OutboxRow
-	db.mu.RLock()
-	defer db.mu.RUnlock()
+	db.applyMu.RLock()
+	defer db.applyMu.RUnlock()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		events, shifts := tx.Bucket(bEvents), tx.Bucket(bShifts)
 		c := tx.Bucket(bOutbox).Cursor()
@@ -54,6 +54,11 @@ func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(rows) > 0 {
+		after = rows[len(rows)-1].Seq
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	add := func(seq uint64, kind byte, p []byte) {
 		if seq > after && len(rows) < max && !db.acked[seq] {
 			rows = append(rows, OutboxRow{Seq: seq, Kind: kind, Payload: append([]byte(nil), p...)})
@@ -126,6 +131,8 @@ func (db *DB) Log(from, to time.Time, fn func(LogEntry) error) error {
 	in := func(t time.Time) bool {
 		return (from.IsZero() || !t.Before(from)) && (to.IsZero() || t.Before(to))
 	}
+	db.applyMu.RLock()
+	defer db.applyMu.RUnlock()
 	db.mu.RLock()
 	pending := db.pending
 	db.mu.RUnlock()

@@ -106,12 +106,16 @@ const (
 // punches journaled but not yet applied to bbolt.
 type DB struct {
 	bolt     *bolt.DB
-	jnl      *journal // nil when read-only without a journal, or NoJournal
+	jnl      *journalPair // nil with NoJournal
 	opts     Options
 	deviceID string
 	dbID     string
 
-	// writeMu serialises writers: Update, apply, ReplaceRoster.
+	// Locks, always taken in this order. applyMu is held by the commit of
+	// pending punches to bbolt, shared by readers that combine bbolt with
+	// the pending punches (they must not see both halves of a commit).
+	// writeMu serialises writers: Update, ReplaceRoster and the journal.
+	applyMu sync.RWMutex
 	writeMu sync.Mutex
 	// mu guards what readers of the outbox and status share with
 	// writers: pending, acked, lastUplink, and the next sequences.
@@ -129,8 +133,13 @@ type DB struct {
 	// overlay has the open entries changed by pending entries: nil
 	// means closed.
 	overlay map[string]*punch.Open
-	timer   *time.Timer
 	closed  bool
+
+	// The applier goroutine moves pending punches to bbolt.
+	wake chan struct{} // the first punch is pending
+	full chan struct{} // MaxPending punches are pending
+	quit chan struct{}
+	wg   sync.WaitGroup
 }
 
 // seqs are the last sequence numbers handed out.
@@ -167,16 +176,24 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, opts: opts, deviceID: opts.DeviceID, acked: map[uint64]bool{}, overlay: map[string]*punch.Open{}}
-	if err := db.open(filepath.Join(dir, journalName)); err != nil {
+	db := &DB{
+		bolt: b, opts: opts, deviceID: opts.DeviceID,
+		acked: map[uint64]bool{}, overlay: map[string]*punch.Open{},
+		wake: make(chan struct{}, 1), full: make(chan struct{}, 1), quit: make(chan struct{}),
+	}
+	if err := db.open(dir); err != nil {
 		db.jnl.close()
 		b.Close()
 		return nil, err
 	}
+	if !opts.ReadOnly && db.jnl != nil {
+		db.wg.Add(1)
+		go db.applier()
+	}
 	return db, nil
 }
 
-func (db *DB) open(journalPath string) error {
+func (db *DB) open(dir string) error {
 	if db.opts.ReadOnly {
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			if m := tx.Bucket(bMeta); m != nil {
@@ -192,7 +209,7 @@ func (db *DB) open(journalPath string) error {
 	} else if err := db.bolt.Update(db.init); err != nil {
 		return err
 	}
-	jnl, recs, err := openJournal(journalPath, db.opts.ReadOnly, db.opts.NoSync)
+	jnl, recs, err := openJournals(dir, db.opts.ReadOnly, db.opts.NoSync)
 	if err != nil {
 		return err
 	}
@@ -213,7 +230,7 @@ func (db *DB) open(journalPath string) error {
 	}
 	// Whatever a crash left in the journal goes into bbolt now; then the
 	// journal starts over.
-	if err := db.apply(); err != nil {
+	if err := db.applyAll(); err != nil {
 		return err
 	}
 	if db.opts.NoJournal {
@@ -265,17 +282,20 @@ func (db *DB) init(tx *bolt.Tx) error {
 // call twice.
 func (db *DB) Close() error {
 	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
 	if db.closed {
+		db.writeMu.Unlock()
 		return nil
 	}
 	db.closed = true
-	if db.timer != nil {
-		db.timer.Stop()
-	}
+	close(db.quit)
+	db.writeMu.Unlock()
+	db.wg.Wait() // the applier
+
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
 	var err error
 	if !db.opts.ReadOnly {
-		err = db.apply()
+		err = db.applyAll()
 	}
 	if jerr := db.jnl.close(); jerr != nil && err == nil {
 		err = fmt.Errorf("store: close journal: %w", jerr)
@@ -334,6 +354,8 @@ type Status struct {
 // punches; it scans nothing.
 func (db *DB) Status() (Status, error) {
 	s := Status{DBID: db.dbID}
+	db.applyMu.RLock()
+	defer db.applyMu.RUnlock()
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -488,42 +510,25 @@ func (db *DB) Update(fn func(*Tx) error) error {
 		}
 		db.journalSeq++
 	}
-	db.stage(t.entries)
-	if db.jnl == nil || len(db.pending) >= db.opts.MaxPending {
-		err := db.apply()
-		if db.jnl == nil {
-			return err
-		}
-		// The punches are durable in the journal; bbolt gets them on a
-		// later try.
-		return nil
+	first := db.stage(t.entries)
+	if db.jnl == nil {
+		return db.applyAll()
 	}
-	if len(db.pending) == len(t.entries) {
-		// The first pending batch: apply it, and what follows it,
-		// after ApplyDelay.
-		db.armTimer()
+	// The punches are durable in the journal; the applier moves them to
+	// bbolt without holding up the next punch.
+	if first {
+		poke(db.wake)
+	}
+	if len(db.pending) >= db.opts.MaxPending {
+		poke(db.full)
 	}
 	return nil
 }
 
-func (db *DB) armTimer() {
-	if db.timer == nil {
-		db.timer = time.AfterFunc(db.opts.ApplyDelay, db.applyLater)
-	} else {
-		db.timer.Reset(db.opts.ApplyDelay)
-	}
-}
-
-func (db *DB) applyLater() {
-	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
-	if db.closed {
-		return
-	}
-	if err := db.apply(); err != nil {
-		// The punches stay pending (they are in the journal): try
-		// again later.
-		db.armTimer()
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 

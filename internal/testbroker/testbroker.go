@@ -9,7 +9,6 @@ package testbroker
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/punchclock/punchclock/internal/mosquitto"
 )
 
 // Options tune the broker. The zero value is what most tests want.
@@ -64,7 +65,7 @@ func Start(t testing.TB) *Broker {
 // t.Cleanup, and its log is printed if the test failed.
 func StartWithOptions(t testing.TB, opts Options) *Broker {
 	t.Helper()
-	bin, err := findBinary(opts.Binary)
+	bin, err := mosquitto.Find(opts.Binary)
 	if err != nil {
 		t.Fatalf("testbroker: %v; run `make test`, which installs mosquitto (apt-get install mosquitto)", err)
 	}
@@ -93,24 +94,6 @@ func StartWithOptions(t testing.TB, opts Options) *Broker {
 			t.Fatalf("testbroker: %v", err)
 		}
 	}
-}
-
-// findBinary returns the mosquitto executable to run.
-func findBinary(explicit string) (string, error) {
-	if explicit != "" {
-		if _, err := os.Stat(explicit); err != nil {
-			return "", fmt.Errorf("mosquitto binary %s: %w", explicit, err)
-		}
-		return explicit, nil
-	}
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p, nil
-	}
-	const debian = "/usr/sbin/mosquitto"
-	if _, err := os.Stat(debian); err == nil {
-		return debian, nil
-	}
-	return "", errors.New("mosquitto not found in PATH or at /usr/sbin/mosquitto")
 }
 
 func freePort(t testing.TB) int {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/punchclock/punchclock/internal/mosquitto"
 )
 
 func connect(t *testing.T, opts *mqtt.ClientOptions) mqtt.Client {
@@ -135,7 +137,7 @@ func TestProxyHoldAndDown(t *testing.T) {
 }
 
 func TestFindBinaryMissing(t *testing.T) {
-	if _, err := findBinary("/nonexistent/mosquitto"); err == nil {
+	if _, err := mosquitto.Find("/nonexistent/mosquitto"); err == nil {
 		t.Fatal("want an error for a missing binary")
 	}
 }

@@ -221,7 +221,7 @@ func (r *run) agentSite(name string) (*site, error) {
 	if err := db.Close(); err != nil {
 		return nil, err
 	}
-	return startSite(dir, r.broker.url(), r.opts.Readers)
+	return startSite(dir, r.broker.URL(), r.opts.Readers)
 }
 
 // agentLatency badges Punches cards one at a time at one reader of an
@@ -230,7 +230,7 @@ func (r *run) agentSite(name string) (*site, error) {
 // again, as on a real terminal where people badge seconds apart. Half
 // the punches are exits, whose shift a subscriber times.
 func (r *run) agentLatency(ctx context.Context) error {
-	sub, err := newSubscriber(r.broker.url(), "bench-shift-sub", topicPrefix+"/"+deviceID+"/shifts", r.opts.Punches)
+	sub, err := newSubscriber(r.broker.URL(), "bench-shift-sub", topicPrefix+"/"+deviceID+"/shifts", r.opts.Punches)
 	if err != nil {
 		return err
 	}

@@ -204,12 +204,12 @@ func tokErr(t mqtt.Token) error {
 func (r *run) barePaho(ctx context.Context, payloads [][]byte) error {
 	const window = 64
 	topic := "bench/bare/shifts"
-	sub, err := newSubscriber(r.broker.url(), "bench-bare-sub", topic, r.opts.RoundTrips)
+	sub, err := newSubscriber(r.broker.URL(), "bench-bare-sub", topic, r.opts.RoundTrips)
 	if err != nil {
 		return err
 	}
 	defer sub.close()
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.broker.url()).SetClientID("bench-bare-pub").
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.broker.URL()).SetClientID("bench-bare-pub").
 		SetCleanSession(true).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("connect: %w", tokErr(tok))

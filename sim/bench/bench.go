@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/punchclock/punchclock/internal/mosquitto"
 	"io"
 	"os"
 	"path/filepath"
@@ -121,7 +122,7 @@ func (o *Options) validate() error {
 type run struct {
 	opts   Options
 	dir    string
-	broker *broker
+	broker *mosquitto.Broker
 	rep    *Report
 	start  time.Time
 
@@ -165,11 +166,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := os.MkdirAll(brokerDir, 0o750); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	r.broker, err = startBroker(opts.Mosquitto, brokerDir)
+	r.broker, err = mosquitto.Start(opts.Mosquitto, brokerDir)
 	if err != nil {
 		return nil, err
 	}
-	defer r.broker.stop()
+	defer r.broker.Stop()
 
 	steps := []struct {
 		name string

@@ -35,13 +35,13 @@ func (r *run) drain(ctx context.Context) error {
 		return err
 	}
 
-	sub, err := newSubscriber(r.broker.url(), "bench-drain-sub", topicPrefix+"/"+deviceID+"/shifts", 0)
+	sub, err := newSubscriber(r.broker.URL(), "bench-drain-sub", topicPrefix+"/"+deviceID+"/shifts", 0)
 	if err != nil {
 		return err
 	}
 	defer sub.close()
 	began := time.Now()
-	s, err := startSite(dir, r.broker.url(), 0)
+	s, err := startSite(dir, r.broker.URL(), 0)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/punchclock/punchclock/internal/mosquitto"
 	"io"
 	"os"
 	"os/exec"
@@ -149,7 +150,7 @@ func orDash(s string) string {
 	return s
 }
 
-func describeMachine(dir, mosquitto string) Machine {
+func describeMachine(dir, mosquittoBin string) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Arch: runtime.GOARCH, Go: runtime.Version(), CPU: "unknown", Disk: "unknown"}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))
@@ -166,7 +167,7 @@ func describeMachine(dir, mosquitto string) Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	m.Disk = diskOf(dir)
-	if bin, err := findMosquitto(mosquitto); err == nil {
+	if bin, err := mosquitto.Find(mosquittoBin); err == nil {
 		out, _ := exec.Command(bin, "-h").CombinedOutput() // -h exits non-zero
 		first, _, _ := strings.Cut(string(out), "\n")
 		m.Mosquitto = strings.TrimSpace(first)

@@ -86,12 +86,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(out, "demo   | "+format+"\n", args...) }
 
-	brokerLog, err := os.Create(filepath.Join(dir, "broker.log"))
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	defer brokerLog.Close()
-	b, err := startBroker(ctx, dir, brokerLog)
+	b, err := startBroker(dir)
 	if err != nil {
 		return err
 	}

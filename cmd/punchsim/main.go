@@ -24,7 +24,7 @@ func main() {
 
 const usage = `usage:
   punchsim serve -config FILE [-script FILE] [-hold]
-  punchsim demo [-agent bin/punchclock] [-pace 800ms] [-dir DIR]
+  punchsim demo [-agent bin/punchclock] [-pace 800ms] [-dir DIR] [-broker mosquitto|embedded]
   punchsim bench [-quick] [-agent bin/punchclock] [...]
 `
 

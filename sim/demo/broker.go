@@ -23,8 +23,17 @@ type broker struct {
 
 func (b *broker) Close() { b.stop() }
 
-func startBroker(dir string) (*broker, error) {
-	if _, err := mosquitto.Find(""); err == nil {
+func startBroker(dir, kind string) (*broker, error) {
+	switch kind {
+	case "", "mosquitto", "embedded":
+	default:
+		return nil, fmt.Errorf("demo: broker %q is not mosquitto or embedded", kind)
+	}
+	_, err := mosquitto.Find("")
+	if kind == "mosquitto" && err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if kind != "embedded" && err == nil {
 		m, err := mosquitto.Start("", dir)
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)

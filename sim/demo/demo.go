@@ -36,6 +36,9 @@ type Options struct {
 	// Dir keeps the demo's files; empty means a temporary directory that
 	// is removed at the end.
 	Dir string
+	// Broker is "mosquitto", "embedded" (mochi-mqtt in this process), or
+	// empty: mosquitto when it is installed, embedded otherwise.
+	Broker string
 }
 
 const roster = `{"version": 1, "employees": [
@@ -86,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(out, "demo   | "+format+"\n", args...) }
 
-	b, err := startBroker(dir)
+	b, err := startBroker(dir, o.Broker)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,12 @@ import (
 // (mosquitto when installed, the embedded one otherwise), virtual readers
 // on pseudo-terminals and the subscriber.
 func TestRun(t *testing.T) {
+	for _, broker := range []string{"mosquitto", "embedded"} {
+		t.Run(broker, func(t *testing.T) { testRun(t, broker) })
+	}
+}
+
+func testRun(t *testing.T, broker string) {
 	agent := filepath.Join(t.TempDir(), "punchclock")
 	build := exec.Command("go", "build", "-o", agent, "github.com/punchclock/punchclock/cmd/punchclock")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -27,7 +33,7 @@ func TestRun(t *testing.T) {
 	var out syncBuffer
 	// 600ms stays above the readers' 500ms repeat window: Bram's two
 	// exits at the back reader must be two presentations.
-	err := demo.Run(ctx, demo.Options{Agent: agent, Out: &out, Pace: 600 * time.Millisecond, Dir: t.TempDir()})
+	err := demo.Run(ctx, demo.Options{Agent: agent, Out: &out, Pace: 600 * time.Millisecond, Dir: t.TempDir(), Broker: broker})
 	// The agent's log reader may still be writing a last line.
 	text := out.String()
 	if err != nil {
@@ -69,6 +75,9 @@ func TestRun(t *testing.T) {
 	}
 	if n := count("event  |", "denied"); n != 3 {
 		t.Errorf("%d denied events, want 3", n)
+	}
+	if want := map[string]string{"mosquitto": "Debian's mosquitto", "embedded": "embedded mochi-mqtt"}[broker]; !strings.Contains(firstLine(text, "demo   | broker:"), want) {
+		t.Errorf("broker line %q does not name %s", firstLine(text, "demo   | broker:"), want)
 	}
 	if !strings.Contains(text, "demo   | done: 3 shifts arrived") {
 		t.Errorf("no done line")

@@ -88,6 +88,9 @@ func (db *DB) applier() {
 		}
 		timer.Stop()
 		more, err := db.applyStep()
+		db.mu.Lock()
+		db.applyErr = err
+		db.mu.Unlock()
 		if err != nil || more {
 			// Punches arrived meanwhile, or the commit failed (they
 			// stay in the journal): wait again.
@@ -270,10 +273,8 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err e
 		if err := addU64(m, kOpenCount, opened); err != nil {
 			return err
 		}
-		if !lastUplink.IsZero() {
-			if err := m.Put(kLastUplink, []byte(lastUplink.UTC().Format(time.RFC3339Nano))); err != nil {
-				return err
-			}
+		if err := putLastUplink(m, lastUplink); err != nil {
+			return err
 		}
 		return m.Put(kJournalSeq, u64(snapSeq))
 	})
@@ -286,4 +287,18 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err e
 	}
 	db.mu.Unlock()
 	return written, nil
+}
+
+// putLastUplink records t as the last successful uplink unless a later
+// one is stored.
+func putLastUplink(m *bolt.Bucket, t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if v := m.Get(kLastUplink); v != nil {
+		if cur, err := time.Parse(time.RFC3339Nano, string(v)); err == nil && !t.After(cur) {
+			return nil
+		}
+	}
+	return m.Put(kLastUplink, []byte(t.UTC().Format(time.RFC3339Nano)))
 }

@@ -90,7 +90,7 @@ func (db *DB) Remove(seqs []uint64, at time.Time) error {
 			inDB = append(inDB, s)
 		}
 	}
-	if len(inDB) == 0 {
+	if len(inDB) == 0 && at.After(db.lastUplink) {
 		db.lastUplink = at
 	}
 	db.mu.Unlock()
@@ -114,7 +114,7 @@ func (db *DB) Remove(seqs []uint64, at time.Time) error {
 		if err := addU64(m, kPending, -int64(n)); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
-		return m.Put(kLastUplink, []byte(at.UTC().Format(time.RFC3339Nano)))
+		return putLastUplink(m, at)
 	})
 }
 
@@ -125,72 +125,99 @@ type LogEntry struct {
 }
 
 // Log calls fn for every event and shift whose time (the event's time, the
-// shift's exit) falls in [from, to), events first. A zero bound is open.
-// It scans the whole log: it is for technicians, not for hot paths.
+// shift's exit) falls in [from, to), events first, each in the order they
+// were recorded. A zero bound is open. It reads in pages and calls fn
+// outside any transaction or lock, so a slow caller holds up neither
+// punches nor the uplink. It scans the whole log: it is for technicians,
+// not for hot paths.
 func (db *DB) Log(from, to time.Time, fn func(LogEntry) error) error {
 	in := func(t time.Time) bool {
 		return (from.IsZero() || !t.Before(from)) && (to.IsZero() || t.Before(to))
 	}
-	db.applyMu.RLock()
-	defer db.applyMu.RUnlock()
-	db.mu.RLock()
-	pending := db.pending
-	db.mu.RUnlock()
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		err := tx.Bucket(bEvents).ForEach(func(k, v []byte) error {
-			var e punch.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
+	for _, shifts := range []bool{false, true} {
+		var after uint64
+		for {
+			page, last, err := db.logPage(shifts, after, in)
+			if err != nil {
+				return err
 			}
-			if !in(e.At) {
-				return nil
-			}
-			return fn(LogEntry{Event: &e})
-		})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bShifts).ForEach(func(k, v []byte) error {
-			var s punch.Shift
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fmt.Errorf("%w: shift %x: %v", ErrCorrupt, k, err)
-			}
-			if !in(s.Out) {
-				return nil
-			}
-			return fn(LogEntry{Shift: &s})
-		})
-	})
-	if err != nil {
-		return err
-	}
-	// Punches still pending in the journal: events, then shifts.
-	for _, shift := range []bool{false, true} {
-		for _, e := range pending {
-			var le LogEntry
-			var at time.Time
-			switch {
-			case !shift:
-				le.Event = new(punch.Event)
-				if err := json.Unmarshal(e.Event, le.Event); err != nil {
-					return fmt.Errorf("%w: journaled event %d: %v", ErrCorrupt, e.EventSeq, err)
-				}
-				at = le.Event.At
-			case e.Shift != nil:
-				le.Shift = new(punch.Shift)
-				if err := json.Unmarshal(e.Shift, le.Shift); err != nil {
-					return fmt.Errorf("%w: journaled shift %d: %v", ErrCorrupt, e.ShiftSeq, err)
-				}
-				at = le.Shift.Out
-			default:
-				continue
-			}
-			if in(at) {
-				if err := fn(le); err != nil {
+			for _, e := range page {
+				if err := fn(e); err != nil {
 					return err
 				}
 			}
+			if last == after {
+				break
+			}
+			after = last
 		}
 	}
 	return nil
+}
+
+const logPageSize = 512
+
+// logPage returns the entries of one kind with seq above after, from
+// bbolt and then from the pending punches, up to logPageSize seqs looked
+// at, and the last seq looked at.
+func (db *DB) logPage(shifts bool, after uint64, in func(time.Time) bool) (page []LogEntry, last uint64, err error) {
+	last = after
+	decode := func(seq uint64, v []byte) error {
+		var le LogEntry
+		var at time.Time
+		if shifts {
+			le.Shift = new(punch.Shift)
+			if err := json.Unmarshal(v, le.Shift); err != nil {
+				return fmt.Errorf("%w: shift %d: %v", ErrCorrupt, seq, err)
+			}
+			at = le.Shift.Out
+		} else {
+			le.Event = new(punch.Event)
+			if err := json.Unmarshal(v, le.Event); err != nil {
+				return fmt.Errorf("%w: event %d: %v", ErrCorrupt, seq, err)
+			}
+			at = le.Event.At
+		}
+		last = seq
+		if in(at) {
+			page = append(page, le)
+		}
+		return nil
+	}
+	seen := 0
+	db.applyMu.RLock()
+	defer db.applyMu.RUnlock()
+	bucket := bEvents
+	if shifts {
+		bucket = bShifts
+	}
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && seen < logPageSize; k, v = c.Next() {
+			seen++
+			if err := decode(binary.BigEndian.Uint64(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || seen == logPageSize {
+		return page, last, err
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	for _, e := range db.pending {
+		seq, v := e.EventSeq, []byte(e.Event)
+		if shifts {
+			seq, v = e.ShiftSeq, e.Shift
+		}
+		if v == nil || seq <= last || seen >= logPageSize {
+			continue
+		}
+		seen++
+		if err := decode(seq, v); err != nil {
+			return page, last, err
+		}
+	}
+	return page, last, nil
 }

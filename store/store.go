@@ -133,7 +133,9 @@ type DB struct {
 	// overlay has the open entries changed by pending entries: nil
 	// means closed.
 	overlay map[string]*punch.Open
-	closed  bool
+	// applyErr is the last failure of the applier, nil after a success.
+	applyErr error
+	closed   bool
 
 	// The applier goroutine moves pending punches to bbolt.
 	wake chan struct{} // the first punch is pending
@@ -348,6 +350,9 @@ type Status struct {
 	Pending       int       `json:"pending"`
 	OpenEntries   int       `json:"open_entries"`
 	LastUplink    time.Time `json:"last_uplink,omitzero"`
+	// ApplyError is why pending punches could not be moved to bbolt
+	// the last time it was tried (they stay safe in the journal).
+	ApplyError string `json:"apply_error,omitempty"`
 }
 
 // Status reads the counters kept in the meta bucket and adds the pending
@@ -396,6 +401,9 @@ func (db *DB) Status() (Status, error) {
 	}
 	if db.lastUplink.After(s.LastUplink) {
 		s.LastUplink = db.lastUplink
+	}
+	if db.applyErr != nil {
+		s.ApplyError = db.applyErr.Error()
 	}
 	return s, err
 }
@@ -505,14 +513,29 @@ func (db *DB) Update(fn func(*Tx) error) error {
 		if err != nil {
 			return fmt.Errorf("store: encode journal record: %w", err)
 		}
-		if err := db.jnl.append(db.journalSeq+1, payload); err != nil {
+		db.journalSeq++
+		if err := db.jnl.append(db.journalSeq, payload); err != nil {
+			// The record may be in the file all the same: its journal
+			// seq and record sequences stay used, so that no later
+			// punch takes them (and, after a crash, its ids).
+			db.mu.Lock()
+			db.next = t.next
+			db.mu.Unlock()
 			return err
 		}
-		db.journalSeq++
 	}
+	prev := db.next
 	first := db.stage(t.entries)
 	if db.jnl == nil {
-		return db.applyAll()
+		if err := db.applyAll(); err != nil {
+			// Nothing of a failed Update is kept.
+			db.mu.Lock()
+			db.pending, db.next = nil, prev
+			db.overlay = map[string]*punch.Open{}
+			db.mu.Unlock()
+			return err
+		}
+		return nil
 	}
 	// The punches are durable in the journal; the applier moves them to
 	// bbolt without holding up the next punch.

@@ -243,6 +243,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "roster error:    %s\n", st.RosterError)
 	}
 	fmt.Fprintf(w, "outbox pending:  %d\n", st.Pending)
+	if st.ApplyError != "" {
+		fmt.Fprintf(w, "store error:     %s (punches are kept in the journal)\n", st.ApplyError)
+	}
 	fmt.Fprintf(w, "open entries:    %d\n", st.OpenEntries)
 	fmt.Fprintf(w, "last uplink:     %s\n", last)
 	if st.Uplink != "" {

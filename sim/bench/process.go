@@ -227,10 +227,9 @@ func (r *run) bufferedStore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	const block = 16
-	for i := range r.opts.WritePunches {
-		b, pos := i/(2*block), i%(2*block)
-		frame, err := rdm6300.Encode(card((b*block + pos%block) % len(ros.Employees)))
+	// badge presents a card and waits for the agent's decision.
+	badge := func(c string) error {
+		frame, err := rdm6300.Encode(c)
 		if err != nil {
 			return err
 		}
@@ -239,6 +238,7 @@ func (r *run) bufferedStore(ctx context.Context) error {
 		}
 		select {
 		case <-p.punched:
+			return nil
 		case <-time.After(r.opts.DecisionTimeout):
 			return fmt.Errorf("agent logged no punch within %v:\n%s", r.opts.DecisionTimeout, tail(p.logText(), 2000))
 		case <-ctx.Done():
@@ -246,35 +246,35 @@ func (r *run) bufferedStore(ctx context.Context) error {
 		}
 	}
 	// Punches reach the bbolt file up to store.DefaultApplyDelay after
-	// their journal write: count that commit too.
-	select {
-	case <-time.After(store.DefaultApplyDelay + time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
+	// their journal write: the figures count that commit too.
+	waitApply := func() error {
+		select {
+		case <-time.After(store.DefaultApplyDelay + time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	const block = 16
+	for i := range r.opts.WritePunches {
+		b, pos := i/(2*block), i%(2*block)
+		if err := badge(card((b*block + pos%block) % len(ros.Employees))); err != nil {
+			return err
+		}
+	}
+	if err := waitApply(); err != nil {
+		return err
 	}
 	w1, err := procIO(p.pid())
 	if err != nil {
 		return err
 	}
 	// One punch alone on an idle terminal pays a whole bbolt commit.
-	frame, err := rdm6300.Encode(card(len(ros.Employees) - 1))
-	if err != nil {
+	if err := badge(card(len(ros.Employees) - 1)); err != nil {
 		return err
 	}
-	if _, err := port.Write(frame); err != nil {
+	if err := waitApply(); err != nil {
 		return err
-	}
-	select {
-	case <-p.punched:
-	case <-time.After(r.opts.DecisionTimeout):
-		return fmt.Errorf("agent logged no punch within %v:\n%s", r.opts.DecisionTimeout, tail(p.logText(), 2000))
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-time.After(store.DefaultApplyDelay + time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	w2, err := procIO(p.pid())
 	if err != nil {

@@ -24,11 +24,9 @@ import (
 	"github.com/punchclock/punchclock/uplink"
 )
 
-// ClockFloor is the earliest wall time the agent trusts. A Raspberry Pi
-// without an RTC boots in 1970 (or at its last saved time) until NTP sets
-// the clock; punches taken before the clock passes this floor are flagged
-// clock_unsynced.
-var ClockFloor = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+// defaultClockFloor is the earliest wall time the agent trusts unless
+// Options.ClockFloor says otherwise.
+var defaultClockFloor = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // maxBatch bounds how many reads one transaction commits.
 const maxBatch = 256
@@ -49,6 +47,11 @@ type Options struct {
 	Version  string
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// ClockFloor is the earliest wall time the agent trusts. A Raspberry
+	// Pi without an RTC boots in 1970 (or at its last saved time) until
+	// NTP sets the clock; punches taken before the clock passes the floor
+	// are flagged clock_unsynced. Zero means 2026-01-01.
+	ClockFloor time.Time
 	// OnDecision, when set, is called after each decision is durable
 	// (benchmarks and the demo use it).
 	OnDecision func(ev punch.Event, sh *punch.Shift)
@@ -82,6 +85,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ClockFloor.IsZero() {
+		opts.ClockFloor = defaultClockFloor
 	}
 	cfg := opts.Config
 	a := &Agent{
@@ -280,7 +286,7 @@ func (a *Agent) decide(tx *store.Tx, rd reader.Read, out *punch.Outcome) error {
 		CredType:    rd.Type,
 		CredVal:     rd.Value,
 		At:          at.In(a.cfg.Location),
-		ClockSynced: !at.Before(ClockFloor),
+		ClockSynced: !at.Before(a.opts.ClockFloor),
 		Employee:    emp,
 		Open:        open,
 	})

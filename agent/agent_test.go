@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"os"
 	"path/filepath"
 	"sync"
@@ -107,7 +108,7 @@ type harness struct {
 	stop    func()
 }
 
-func startAgent(t *testing.T, cfg *config.Config) *harness {
+func startAgent(t *testing.T, cfg *config.Config, tweaks ...func(*Options)) *harness {
 	t.Helper()
 	h := &harness{readers: map[string]*chanReader{}, d: &decisions{ch: make(chan struct{}, 1024)}}
 	var rs []reader.Reader
@@ -116,7 +117,11 @@ func startAgent(t *testing.T, cfg *config.Config) *harness {
 		h.readers[rc.Name] = r
 		rs = append(rs, r)
 	}
-	a, err := New(Options{Config: cfg, Readers: rs, OnDecision: h.d.record})
+	opts := Options{Config: cfg, Readers: rs, OnDecision: h.d.record}
+	for _, tw := range tweaks {
+		tw(&opts)
+	}
+	a, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,5 +277,26 @@ func TestControlStatus(t *testing.T) {
 	}
 	if st.Running || st.OpenEntries != 1 || st.Pending != 1 || st.RosterSize != 3 {
 		t.Fatalf("stopped status = %+v", st)
+	}
+}
+
+// Punches taken before the clock is known to be set are kept, and
+// flagged, on the event and on the shift they complete.
+func TestAgentClockUnsynced(t *testing.T) {
+	h := startAgent(t, testConfig(t, t.TempDir()), func(o *Options) {
+		o.ClockFloor = time.Now().Add(time.Hour) // as if NTP had not set the clock yet
+	})
+	h.badge("tog", "0A00000001")
+	h.badge("tog", "0A00000001")
+	h.d.wait(t, 2)
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	for _, ev := range h.d.events {
+		if ev.Decision != punch.Accepted || !slices.Contains(ev.Flags, punch.FlagClockUnsynced) {
+			t.Fatalf("event %+v: want accepted and flagged %s", ev, punch.FlagClockUnsynced)
+		}
+	}
+	if len(h.d.shifts) != 1 || !slices.Contains(h.d.shifts[0].Flags, punch.FlagClockUnsynced) {
+		t.Fatalf("shifts %+v", h.d.shifts)
 	}
 }

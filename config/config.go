@@ -236,6 +236,13 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
+	if c.RosterFile != "" {
+		if fi, err := os.Stat(c.RosterFile); err != nil {
+			bad("roster_file", "%v", err)
+		} else if fi.IsDir() {
+			bad("roster_file", "%s is a directory, not a roster JSON file", c.RosterFile)
+		}
+	}
 	if loc, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
 		bad("timezone", "%q is not an IANA time zone such as \"Europe/Amsterdam\"", c.Timezone)
 	} else {

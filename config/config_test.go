@@ -115,6 +115,7 @@ func TestErrors(t *testing.T) {
 		{"unknown nested key", reader("[mqtt]\nbrokr = \"x\"\n"), []string{":7:1", `"mqtt.brokr"`}},
 		{"missing device_id", "[mqtt]\n", []string{`key "device_id"`, "required"}},
 		{"bad device_id", `device_id = "door 1"`, []string{`key "device_id"`, `"door 1"`}},
+		{"missing roster_file", `device_id = "d1"` + "\nroster_file = \"/nonexistent/roster.json\"\n", []string{`key "roster_file"`, "/nonexistent/roster.json"}},
 		{"bad zone", `device_id = "d1"` + "\ntimezone = \"Mars/Olympus\"\n", []string{`key "timezone"`, "Mars/Olympus"}},
 		{"bad broker scheme", `device_id = "d1"` + "\n[mqtt]\nbroker = \"http://x:1883\"\n", []string{`key "mqtt.broker"`, "tcp://"}},
 		{"bad topic prefix", `device_id = "d1"` + "\n[mqtt]\ntopic_prefix = \"a/#\"\n", []string{`key "mqtt.topic_prefix"`}},

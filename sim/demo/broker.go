@@ -38,7 +38,7 @@ func startBroker(dir, kind string) (*broker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
-		return &broker{URL: m.URL(), Kind: "Debian's mosquitto", stop: m.Stop}, nil
+		return &broker{URL: m.URL(), Kind: "Debian's mosquitto", stop: func() { m.Stop() }}, nil
 	}
 	port, err := mosquitto.FreePort()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/punchclock/punchclock/internal/agentbin"
 	"github.com/punchclock/punchclock/internal/testbroker"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader/rdm6300"
@@ -25,24 +26,14 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "punchclock-e2e")
+	path, remove, err := agentbin.Build(raceEnabled)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "punchclock")
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, ".")...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building punchclock:", err)
-		os.Exit(1)
-	}
+	binary = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

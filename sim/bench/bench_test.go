@@ -5,30 +5,25 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/punchclock/punchclock/internal/agentbin"
 )
 
 var agentBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "punchbench-test")
+	path, remove, err := agentbin.Build(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	agentBin = filepath.Join(dir, "punchclock")
-	cmd := exec.Command("go", "build", "-o", agentBin, "github.com/punchclock/punchclock/cmd/punchclock")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building punchclock:", err)
-		os.Exit(1)
-	}
+	agentBin = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

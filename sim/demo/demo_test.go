@@ -3,14 +3,14 @@ package demo_test
 import (
 	"bytes"
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/punchclock/punchclock/sim/demo"
+
+	"github.com/punchclock/punchclock/internal/agentbin"
 )
 
 // TestRun plays the whole demo against the real agent binary: a broker
@@ -23,17 +23,17 @@ func TestRun(t *testing.T) {
 }
 
 func testRun(t *testing.T, broker string) {
-	agent := filepath.Join(t.TempDir(), "punchclock")
-	build := exec.Command("go", "build", "-o", agent, "github.com/punchclock/punchclock/cmd/punchclock")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	agent, remove, err := agentbin.Build(false)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(remove)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var out syncBuffer
 	// 600ms stays above the readers' 500ms repeat window: Bram's two
 	// exits at the back reader must be two presentations.
-	err := demo.Run(ctx, demo.Options{Agent: agent, Out: &out, Pace: 600 * time.Millisecond, Dir: t.TempDir(), Broker: broker})
+	err = demo.Run(ctx, demo.Options{Agent: agent, Out: &out, Pace: 600 * time.Millisecond, Dir: t.TempDir(), Broker: broker})
 	// The agent's log reader may still be writing a last line.
 	text := out.String()
 	if err != nil {

@@ -217,7 +217,10 @@ direction = "out"
 		return fmt.Errorf("demo: status: %v\n%s", err, status)
 	}
 	say("punchclock status:\n%s", status)
-	say("done: %d shifts arrived. Keep the files with -dir DIR, then drive the readers yourself with: punchsim serve -config DIR/punchclock.toml", got)
+	say("done: %d shifts arrived.", got)
+	say("to drive the readers yourself: punchsim demo -dir DIR keeps the files; then run")
+	say("  punchclock run -config DIR/punchclock.toml   and   punchsim serve -config DIR/punchclock.toml")
+	say("and type 'card front 0A00123456' (the demo's broker is gone: the agent buffers the shifts)")
 	return nil
 }
 

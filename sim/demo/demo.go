@@ -79,7 +79,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	out := &lockedWriter{w: o.Out}
 	dir := o.Dir
-	if dir == "" {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	} else {
 		d, err := os.MkdirTemp("", "punchclock-demo")
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)

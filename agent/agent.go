@@ -126,7 +126,7 @@ func New(opts Options) (*Agent, error) {
 			ClientID:    cfg.MQTT.ClientID,
 			Username:    cfg.MQTT.Username,
 			Password:    cfg.MQTT.Password,
-			Outbox:      outbox{db},
+			Outbox:      outbox{db, opts.Now},
 			Status:      a.uplinkStatus,
 			OnRoster:    func(b []byte) { a.applyRoster(b, "mqtt roster") },
 			OnAcked:     a.onAcked,
@@ -166,6 +166,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	if a.up != nil {
 		if err := a.up.Start(ctx); err != nil {
+			cancel()
+			a.wg.Wait()
 			return fmt.Errorf("agent: %w", err)
 		}
 	}
@@ -179,16 +181,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	a.wg.Add(1)
+	// The writer outlives the readers: it stops once they have, after
+	// committing every read they handed over.
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
 	go func() {
-		defer a.wg.Done()
-		a.write(ctx)
+		defer close(writerDone)
+		a.write(writerCtx)
 	}()
 	st, _ := a.db.Status()
 	a.log.Info("ready", "device", a.cfg.DeviceID, "readers", len(a.opts.Readers),
 		"roster_version", st.RosterVersion, "pending", st.Pending, "online", a.up != nil)
 	<-ctx.Done()
 	readersWG.Wait()
+	stopWriter()
+	<-writerDone
 	a.wg.Wait()
 	return nil
 }
@@ -216,7 +223,15 @@ func (a *Agent) write(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			// The readers have stopped: commit what they handed over.
+			for {
+				select {
+				case rd := <-a.reads:
+					a.commit([]reader.Read{rd})
+				default:
+					return
+				}
+			}
 		case rd := <-a.reads:
 			batch = append(batch[:0], rd)
 		}
@@ -376,7 +391,10 @@ func (a *Agent) uplinkStatus() uplink.Status {
 }
 
 // outbox adapts the store to the uplink's queue.
-type outbox struct{ db *store.DB }
+type outbox struct {
+	db  *store.DB
+	now func() time.Time
+}
 
 func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	rows, err := o.db.Peek(after, max)
@@ -394,4 +412,4 @@ func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	return msgs, nil
 }
 
-func (o outbox) Remove(seqs []uint64) error { return o.db.Remove(seqs, time.Now()) }
+func (o outbox) Remove(seqs []uint64) error { return o.db.Remove(seqs, o.now()) }

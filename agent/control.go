@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/punchclock/punchclock/config"
@@ -71,17 +72,47 @@ func listenControl(path string) (net.Listener, error) {
 // serveControl answers one-line requests: "status", and
 // "log FROM TO" (RFC 3339 times, "-" for an open bound) which streams the
 // punch log as JSON lines.
+// Each connection is served on its own, so a stalled client (a `log` piped
+// into a pager) holds up neither `status` nor shutdown: when ctx is done,
+// the listener and every open connection are closed, and serveControl
+// returns once their handlers have.
 func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
-	go func() {
-		<-ctx.Done()
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+		wg    sync.WaitGroup
+	)
+	stop := context.AfterFunc(ctx, func() {
 		ln.Close()
-	}()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	defer stop()
+	defer wg.Wait()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		a.handleControl(c)
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			return
+		}
+		conns[c] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.handleControl(c)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
 	}
 }
 
@@ -166,7 +197,7 @@ func parseRange(args string) (from, to time.Time, err error) {
 		if s == "-" {
 			return time.Time{}, nil
 		}
-		return time.Parse(time.RFC3339, s)
+		return time.Parse(time.RFC3339Nano, s)
 	}
 	if from, err = parse(f[0]); err != nil {
 		return from, to, err
@@ -183,7 +214,7 @@ func QueryLog(cfg *config.Config, from, to time.Time, fn func(store.LogEntry) er
 		if t.IsZero() {
 			return "-"
 		}
-		return t.Format(time.RFC3339)
+		return t.Format(time.RFC3339Nano)
 	}
 	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
 	if err != nil {

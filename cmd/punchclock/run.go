@@ -139,6 +139,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal the agent shuts down cleanly; a second one
+	// ends the process at once (the journal keeps every decision made).
+	context.AfterFunc(ctx, stop)
 	runErr := a.Run(ctx)
 	if err := a.Close(); err != nil && runErr == nil {
 		runErr = err

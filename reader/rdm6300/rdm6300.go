@@ -205,6 +205,13 @@ var errSpinning = errors.New("read returns no data without blocking")
 
 // serve reads and decodes port until it fails or ctx is done. It closes
 // port before returning. gotData reports whether any byte arrived.
+//
+// Reading never waits for the consumer: a pump goroutine reads, decodes
+// and folds repeats as bytes arrive, and queues the presentations that
+// serve hands to out. Otherwise, while a send on out waited (the agent
+// stalled on a slow SD card), the module's repeats would pile up in the
+// tty and, decoded late, look like a new presentation of the card still
+// in the field.
 func (r *Reader) serve(ctx context.Context, port Port, out chan<- reader.Read) (gotData bool, err error) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -217,16 +224,85 @@ func (r *Reader) serve(ctx context.Context, port Port, out chan<- reader.Read) (
 			r.log.Debug("close port", "err", err)
 		}
 	})
+
+	var (
+		mu      sync.Mutex
+		queue   []reader.Read
+		data    bool
+		ready   = make(chan struct{}, 1)
+		pumpErr = make(chan error, 1)
+	)
+	wg.Go(func() {
+		pumpErr <- r.pump(ctx, port, func(rd reader.Read) {
+			mu.Lock()
+			queue = append(queue, rd)
+			mu.Unlock()
+			select {
+			case ready <- struct{}{}:
+			default:
+			}
+		}, func() {
+			mu.Lock()
+			data = true
+			mu.Unlock()
+		})
+	})
 	defer func() {
 		close(stop)
 		wg.Wait()
+		mu.Lock()
+		gotData = data
+		mu.Unlock()
 	}()
 
-	var pending []reader.Read
-	emit := func(v string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case err := <-pumpErr:
+			// Deliver what was decoded before the port failed.
+			if derr := r.deliver(ctx, &mu, &queue, out); derr != nil {
+				return false, derr
+			}
+			return false, err
+		case <-ready:
+			if err := r.deliver(ctx, &mu, &queue, out); err != nil {
+				return false, err
+			}
+		}
+	}
+}
+
+// deliver sends the queued presentations to out, oldest first.
+func (r *Reader) deliver(ctx context.Context, mu *sync.Mutex, queue *[]reader.Read, out chan<- reader.Read) error {
+	for {
+		mu.Lock()
+		if len(*queue) == 0 {
+			mu.Unlock()
+			return nil
+		}
+		rd := (*queue)[0]
+		*queue = (*queue)[1:]
+		mu.Unlock()
+		select {
+		case out <- rd:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// pump reads and decodes port until a read fails or ctx is done, calling
+// emit for each new presentation, stamped when its frame was read, and
+// got when bytes arrive.
+func (r *Reader) pump(ctx context.Context, port Port, emit func(reader.Read), got func()) error {
+	onFrame := func(v string) {
 		now := r.cfg.Now()
 		if r.fold(v, now) {
-			pending = append(pending, reader.Read{Reader: r.cfg.Name, Type: reader.TypeCard, Value: v, At: now})
+			// Counted when decided, so that Stats includes a Read
+			// still on its way to the consumer.
+			r.reads.Add(1)
+			emit(reader.Read{Reader: r.cfg.Name, Type: reader.TypeCard, Value: v, At: now})
 		}
 	}
 	buf := make([]byte, 256)
@@ -235,24 +311,13 @@ func (r *Reader) serve(ctx context.Context, port Port, out chan<- reader.Read) (
 	for ctx.Err() == nil {
 		n, err := port.Read(buf)
 		if n > 0 {
-			gotData = true
+			got()
 			empties = 0
-			r.framer.Feed(buf[:n], emit)
+			r.framer.Feed(buf[:n], onFrame)
 			r.publish()
-			for _, rd := range pending {
-				// Counted before the send so that Stats already
-				// includes a Read its receiver holds.
-				r.reads.Add(1)
-				select {
-				case out <- rd:
-				case <-ctx.Done():
-					return gotData, ctx.Err()
-				}
-			}
-			pending = pending[:0]
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return gotData, fmt.Errorf("rdm6300: reader %q: read: %w", r.cfg.Name, err)
+			return fmt.Errorf("rdm6300: reader %q: read: %w", r.cfg.Name, err)
 		}
 		if n == 0 {
 			now := r.cfg.Now()
@@ -262,13 +327,13 @@ func (r *Reader) serve(ctx context.Context, port Port, out chan<- reader.Read) (
 			empties++
 			if empties >= spinReads {
 				if now.Sub(emptySince) < spinWindow {
-					return gotData, fmt.Errorf("rdm6300: reader %q: %w", r.cfg.Name, errSpinning)
+					return fmt.Errorf("rdm6300: reader %q: %w", r.cfg.Name, errSpinning)
 				}
 				empties = 0
 			}
 		}
 	}
-	return gotData, ctx.Err()
+	return ctx.Err()
 }
 
 // fold reports whether a frame of value v at now starts a new

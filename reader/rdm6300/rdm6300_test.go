@@ -433,3 +433,36 @@ func TestRunTwice(t *testing.T) {
 		t.Errorf("Name = %q", h.r.Name())
 	}
 }
+
+// The driver keeps reading while the consumer is slow: the module's
+// repeats of a card still in the field are folded as they arrive, not
+// read late from the tty and taken for a new presentation (an in and an
+// out for a toggle reader).
+func TestRepeatsFoldedWhileConsumerBlocked(t *testing.T) {
+	h := start(t, nil)
+	p := h.port(1)
+	h.fold(p, cardA) // decoded at t0; nobody receives it yet
+	for range 3 {
+		h.clock.Advance(100 * time.Millisecond)
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			h.card(p, cardA)
+		}()
+		select {
+		case <-wrote:
+		case <-time.After(within):
+			t.Fatal("the driver stopped reading the port while its consumer was blocked")
+		}
+		if err := p.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.clock.Advance(2 * time.Second) // the consumer comes back much later
+	h.expect(cardA, t0)
+	h.card(p, cardB)
+	h.expect(cardB, t0.Add(2300*time.Millisecond))
+	if st := h.r.Stats(); st.Reads != 2 || st.Frames != 5 {
+		t.Fatalf("stats = %+v, want 2 reads of 5 frames", st)
+	}
+}

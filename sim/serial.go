@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned by Write after Close.
@@ -107,6 +108,7 @@ func (s *Serial) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.drain()
 	var errs []error
 	if s.link != "" {
 		if target, err := os.Readlink(s.link); err == nil && target == s.slave.Name() {
@@ -119,6 +121,33 @@ func (s *Serial) Close() error {
 		errs = append(errs, fmt.Errorf("sim: close %s: %w", s.slave.Name(), err))
 	}
 	return errors.Join(errs...)
+}
+
+// DrainTimeout bounds how long Close waits for the reader to take the
+// bytes written before it.
+const DrainTimeout = time.Second
+
+// drain waits, up to DrainTimeout, until the device's input queue has
+// stayed empty for a moment: closing the master hangs the device up and
+// discards what its reader has not read yet (the last card of a script).
+// Bytes just written reach that queue asynchronously, hence "stayed".
+func (s *Serial) drain() {
+	const settle = 30 * time.Millisecond
+	deadline := time.Now().Add(DrainTimeout)
+	emptySince := time.Now()
+	for time.Now().Before(deadline) {
+		n, err := unix.IoctlGetInt(int(s.slave.Fd()), unix.TIOCINQ)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		if n > 0 {
+			emptySince = now
+		} else if now.Sub(emptySince) >= settle {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (s *Serial) closeFiles() error {

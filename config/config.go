@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -248,8 +249,18 @@ func (c *Config) Validate() error {
 	} else {
 		c.Location = loc
 	}
-	if b := c.MQTT.Broker; b != "" && !strings.HasPrefix(b, "tcp://") && !strings.HasPrefix(b, "ssl://") {
-		bad("mqtt.broker", "%q must start with tcp:// or ssl:// (or be empty for offline)", b)
+	if b := c.MQTT.Broker; b != "" {
+		u, err := url.Parse(b)
+		switch {
+		case err != nil:
+			bad("mqtt.broker", "%q is not a URL like tcp://host:1883", redactURL(b))
+		case u.User != nil:
+			bad("mqtt.broker", "%s carries a user or password: give them as mqtt.username and mqtt.password", u.Redacted())
+		case u.Scheme != "tcp" && u.Scheme != "ssl":
+			bad("mqtt.broker", "%q must start with tcp:// or ssl:// (or be empty for offline)", u.Redacted())
+		case u.Hostname() == "":
+			bad("mqtt.broker", "%q names no host", u.Redacted())
+		}
 	}
 	if p := c.MQTT.TopicPrefix; p == "" || strings.ContainsAny(p, "#+") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
 		bad("mqtt.topic_prefix", "%q must be non-empty, without '#', '+' or a leading or trailing '/'", p)
@@ -318,4 +329,17 @@ func contains[T comparable](list []T, v T) bool {
 		}
 	}
 	return false
+}
+
+// redactURL hides whatever stands between "://" and "@" in a string that
+// did not parse as a URL: it may be a password.
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		return scheme + "://xxxxx@" + rest[i+1:]
+	}
+	return s
 }

@@ -117,6 +117,7 @@ func TestErrors(t *testing.T) {
 		{"bad device_id", `device_id = "door 1"`, []string{`key "device_id"`, `"door 1"`}},
 		{"missing roster_file", `device_id = "d1"` + "\nroster_file = \"/nonexistent/roster.json\"\n", []string{`key "roster_file"`, "/nonexistent/roster.json"}},
 		{"bad zone", `device_id = "d1"` + "\ntimezone = \"Mars/Olympus\"\n", []string{`key "timezone"`, "Mars/Olympus"}},
+		{"password in broker URL", `device_id = "d1"` + "\n[mqtt]\nbroker = \"ssl://joe:s3cret@mq.example:8883\"\n", []string{`key "mqtt.broker"`, "mqtt.password", "xxxxx"}},
 		{"bad broker scheme", `device_id = "d1"` + "\n[mqtt]\nbroker = \"http://x:1883\"\n", []string{`key "mqtt.broker"`, "tcp://"}},
 		{"bad topic prefix", `device_id = "d1"` + "\n[mqtt]\ntopic_prefix = \"a/#\"\n", []string{`key "mqtt.topic_prefix"`}},
 		{"duplicate reader name", reader("[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyUSB0\"\n"),
@@ -174,5 +175,19 @@ func TestLoad(t *testing.T) {
 	_, err = config.Load(filepath.Join(t.TempDir(), "missing.toml"))
 	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "missing.toml") {
 		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+// A password written into the broker URL is never shown back, whether
+// the URL parses or not.
+func TestBrokerPasswordNeverShown(t *testing.T) {
+	for _, broker := range []string{"ssl://joe:s3cret@mq.example:8883", "http://joe:s3cret@mq.example", "tcp://joe:s3cret@mq example:%zz"} {
+		_, err := config.Parse("pw.toml", []byte("device_id = \"d1\"\n[mqtt]\nbroker = \""+broker+"\"\n"))
+		if err == nil {
+			t.Fatalf("broker %q accepted", broker)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("error shows the password: %v", err)
+		}
 	}
 }

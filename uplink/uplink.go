@@ -572,7 +572,7 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 	tick := time.NewTicker(u.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		for more && !resend && len(queue) < window {
+		for more && !resend && len(queue) < window && ctx.Err() == nil {
 			want := window - len(queue)
 			msgs, err := u.cfg.Outbox.Peek(cursor, want)
 			if err != nil {

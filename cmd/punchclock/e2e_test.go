@@ -167,11 +167,10 @@ func (tm *terminal) badge(card string) {
 		tm.t.Fatal(err)
 	}
 	want := strings.Count(tm.logText(), "msg=punch ") + 1
-	for range 3 {
-		if _, err := tm.port.Write(frame); err != nil {
-			tm.t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Three frames back to back: the driver must fold them into one
+	// presentation whatever the scheduling.
+	if _, err := tm.port.Write(bytes.Repeat(frame, 3)); err != nil {
+		tm.t.Fatal(err)
 	}
 	tm.waitLog("decision on "+card, func(s string) bool { return strings.Count(s, "msg=punch ") >= want })
 	// Let the presentation end so that the next badge of the same card

@@ -72,7 +72,6 @@ type Agent struct {
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
-	cancel    context.CancelFunc
 }
 
 // New opens the store and loads roster_file. It starts nothing.
@@ -153,7 +152,6 @@ func SocketPath(cfg *config.Config) string {
 // and blocks until ctx is done. It then stops everything it started.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	a.cancel = cancel
 	defer cancel()
 	ln, err := listenControl(SocketPath(a.cfg))
 	if err != nil {
@@ -403,9 +401,9 @@ func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	}
 	msgs := make([]uplink.Message, len(rows))
 	for i, r := range rows {
-		kind := "events"
+		kind := uplink.KindEvents
 		if r.Kind == store.KindShift {
-			kind = "shifts"
+			kind = uplink.KindShifts
 		}
 		msgs[i] = uplink.Message{Seq: r.Seq, Kind: kind, Payload: r.Payload}
 	}

@@ -308,9 +308,6 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Path is the database file.
-func (db *DB) Path() string { return db.bolt.Path() }
-
 // Bolt exposes the underlying database for consistency checks in tests
 // and benchmarks of the raw commit cost.
 func (db *DB) Bolt() *bolt.DB { return db.bolt }

@@ -200,8 +200,10 @@ func (s *site) waitReady(ctx context.Context, timeout time.Duration, warmCard fu
 	return nil
 }
 
-// agentSite prefills a store with the roster and starts the site.
-func (r *run) agentSite(name string) (*site, error) {
+// agentSite prefills a store with the roster, starts the site and waits
+// until it decides punches (warm-up cards are the last employees', never
+// used by the figures).
+func (r *run) agentSite(ctx context.Context, name string) (*site, error) {
 	dir := filepath.Join(r.dir, name)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
@@ -221,7 +223,16 @@ func (r *run) agentSite(name string) (*site, error) {
 	if err := db.Close(); err != nil {
 		return nil, err
 	}
-	return startSite(dir, r.broker.URL(), r.opts.Readers)
+	s, err := startSite(dir, r.broker.URL(), r.opts.Readers)
+	if err != nil {
+		return nil, err
+	}
+	warm := func(i int) string { return card(r.opts.Roster - 1 - i) }
+	if err := s.waitReady(ctx, 10*time.Second, warm); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
 }
 
 // agentLatency badges Punches cards one at a time at one reader of an
@@ -239,16 +250,11 @@ func (r *run) agentLatency(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := r.agentSite("latency")
+	s, err := r.agentSite(ctx, "latency")
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	// Warm-up cards are the last employees' (never used below).
-	warm := func(i int) string { return card(r.opts.Roster - 1 - i) }
-	if err := s.waitReady(ctx, 10*time.Second, warm); err != nil {
-		return err
-	}
 	if err := s.waitIdle(ctx, time.Millisecond, 10*time.Second); err != nil {
 		return err
 	}
@@ -371,15 +377,11 @@ func drainArrivals(c chan time.Time) {
 // next card as soon as the previous decision is durable, against an
 // online agent.
 func (r *run) agentThroughput(ctx context.Context) error {
-	s, err := r.agentSite("throughput")
+	s, err := r.agentSite(ctx, "throughput")
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	warm := func(i int) string { return card(r.opts.Roster - 1 - i) }
-	if err := s.waitReady(ctx, 10*time.Second, warm); err != nil {
-		return err
-	}
 	const perReader = 64 // distinct cards per reader, far apart in time
 	var wg sync.WaitGroup
 	errs := make(chan error, r.opts.Readers)

@@ -387,27 +387,3 @@ func (a *Agent) uplinkStatus() uplink.Status {
 		RosterError:   st.RosterError,
 	}
 }
-
-// outbox adapts the store to the uplink's queue.
-type outbox struct {
-	db  *store.DB
-	now func() time.Time
-}
-
-func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
-	rows, err := o.db.Peek(after, max)
-	if err != nil {
-		return nil, err
-	}
-	msgs := make([]uplink.Message, len(rows))
-	for i, r := range rows {
-		kind := uplink.KindEvents
-		if r.Kind == store.KindShift {
-			kind = uplink.KindShifts
-		}
-		msgs[i] = uplink.Message{Seq: r.Seq, Kind: kind, Payload: r.Payload}
-	}
-	return msgs, nil
-}
-
-func (o outbox) Remove(seqs []uint64) error { return o.db.Remove(seqs, o.now()) }

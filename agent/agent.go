@@ -6,7 +6,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +60,13 @@ type Options struct {
 }
 
 // Agent runs a terminal.
+//
+// A punch walks one way: reader → the writer goroutine → the in-memory
+// roster index and open entries → punch.Decide (pure) → one durable
+// store.Append → feedback and the uplink. Nothing on that path reads
+// bbolt, and the store never calls back. A new roster is parsed and
+// stored on a goroutine of its own and then swapped in atomically, so a
+// roster of any size never holds up the door.
 type Agent struct {
 	opts  Options
 	cfg   *config.Config
@@ -66,6 +75,20 @@ type Agent struct {
 	up    *uplink.Uplink // nil when offline
 	modes map[string]string
 	reads chan reader.Read
+
+	// idx is the roster in use; replaced whole, never changed.
+	idx atomic.Pointer[rosterIndex]
+	// open holds every employee's open entry; owned by the writer (and
+	// by New before Run).
+	open map[string]*punch.Open
+	// rosters holds the newest roster received and not yet applied.
+	rosters mailbox
+	// rosterRaw is the digest of the last roster message looked at, so
+	// that the retained roster offered again at every reconnect costs a
+	// hash, not a parse.
+	rosterRaw [sha256.Size]byte
+	// rosterSum is the content digest of the roster in use.
+	rosterSum []byte
 
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
@@ -96,6 +119,7 @@ func New(opts Options) (*Agent, error) {
 		modes: map[string]string{},
 		reads: make(chan reader.Read, 64),
 	}
+	a.rosters.ready = make(chan struct{}, 1)
 	for _, r := range cfg.Readers {
 		a.modes[r.Name] = r.Direction
 	}
@@ -104,11 +128,15 @@ func New(opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("agent: reader %q is not in the config", r.Name())
 		}
 	}
-	db, err := store.Open(cfg.DataDir, store.Options{DeviceID: cfg.DeviceID})
+	db, err := store.Open(cfg.DataDir, storeOptions(cfg, opts.Now))
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.db = db
+	if err := a.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if cfg.RosterFile != "" {
 		b, err := os.ReadFile(cfg.RosterFile)
 		if err != nil {
@@ -127,7 +155,7 @@ func New(opts Options) (*Agent, error) {
 			Password:    cfg.MQTT.Password,
 			Outbox:      outbox{db, opts.Now},
 			Status:      a.uplinkStatus,
-			OnRoster:    func(b []byte) { a.applyRoster(b, "mqtt roster") },
+			OnRoster:    a.rosters.put,
 			OnAcked:     a.onAcked,
 			Logger:      a.log.With("component", "uplink"),
 		})
@@ -157,10 +185,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
 	}
-	a.wg.Add(1)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
 		a.serveControl(ctx, ln)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.rosterLoop(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.maintain(ctx)
 	}()
 	if a.up != nil {
 		if err := a.up.Start(ctx); err != nil {
@@ -248,15 +284,24 @@ func (a *Agent) write(ctx context.Context) {
 
 func (a *Agent) commit(batch []reader.Read) {
 	outs := make([]punch.Outcome, len(batch))
-	err := a.db.Update(func(tx *store.Tx) error {
-		for i, rd := range batch {
-			if err := a.decide(tx, rd, &outs[i]); err != nil {
-				return err
+	ptrs := make([]*punch.Outcome, len(batch))
+	// Open entries as this batch changes them: nil means closed.
+	changed := map[string]*punch.Open{}
+	idx := a.idx.Load()
+	for i, rd := range batch {
+		outs[i] = a.decide(idx, changed, rd)
+		ptrs[i] = &outs[i]
+		if id := outs[i].Event.EmployeeID; id != "" {
+			if outs[i].CloseOpen {
+				changed[id] = nil
+			}
+			if o := outs[i].NewOpen; o != nil {
+				changed[id] = o
 			}
 		}
-		return nil
-	})
-	if err != nil && len(batch) > 1 {
+	}
+	err := a.db.Append(ptrs)
+	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrFull) {
 		// One bad read must not cost the others: store them one by one.
 		for i := range batch {
 			a.commit(batch[i : i+1])
@@ -264,11 +309,22 @@ func (a *Agent) commit(batch []reader.Read) {
 		return
 	}
 	if err != nil {
-		a.log.Error("punch not stored", "reader", batch[0].Reader, "err", err)
-		if a.opts.Feedback != nil {
-			a.opts.Feedback.Show(batch[0].Reader, punch.Event{Reader: batch[0].Reader, Decision: punch.Denied, Reason: "store_error"})
+		reason := punch.ReasonStoreError
+		if errors.Is(err, store.ErrFull) {
+			reason = punch.ReasonStorageFull
+		}
+		for _, rd := range batch {
+			a.log.Error("punch not stored", "reader", rd.Reader, "reason", reason, "err", err)
+			a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: reason})
 		}
 		return
+	}
+	for emp, o := range changed {
+		if o == nil {
+			delete(a.open, emp)
+		} else {
+			a.open[emp] = o
+		}
 	}
 	for i := range outs {
 		a.report(&outs[i])
@@ -278,22 +334,28 @@ func (a *Agent) commit(batch []reader.Read) {
 	}
 }
 
-func (a *Agent) decide(tx *store.Tx, rd reader.Read, out *punch.Outcome) error {
-	emp, err := tx.Employee(rd.Type, rd.Value)
-	if err != nil {
-		return err
+func (a *Agent) show(readerName string, ev punch.Event) {
+	if a.opts.Feedback != nil {
+		a.opts.Feedback.Show(readerName, ev)
 	}
+}
+
+// decide decides one read from memory: the roster index and the open
+// entries (as changed by the reads before it in the same batch).
+func (a *Agent) decide(idx *rosterIndex, changed map[string]*punch.Open, rd reader.Read) punch.Outcome {
+	emp := idx.Lookup(rd.Type, rd.Value)
 	var open *punch.Open
 	if emp != nil {
-		if open, err = tx.Open(emp.ID); err != nil {
-			return err
+		var ok bool
+		if open, ok = changed[emp.ID]; !ok {
+			open = a.open[emp.ID]
 		}
 	}
 	at := rd.At
 	if at.IsZero() {
 		at = a.opts.Now()
 	}
-	*out = punch.Decide(punch.Input{
+	return punch.Decide(punch.Input{
 		Reader:      rd.Reader,
 		Mode:        a.modes[rd.Reader],
 		CredType:    rd.Type,
@@ -303,7 +365,6 @@ func (a *Agent) decide(tx *store.Tx, rd reader.Read, out *punch.Outcome) error {
 		Employee:    emp,
 		Open:        open,
 	})
-	return tx.Record(out)
 }
 
 func (a *Agent) report(out *punch.Outcome) {
@@ -326,27 +387,73 @@ func (a *Agent) report(out *punch.Outcome) {
 		a.log.Info("shift", "id", sh.ID, "employee", sh.EmployeeID, "payroll_no", sh.PayrollNo,
 			"in", sh.In.Format(time.RFC3339), "out", sh.Out.Format(time.RFC3339), "duration_s", sh.DurationS)
 	}
-	if a.opts.Feedback != nil {
-		a.opts.Feedback.Show(ev.Reader, ev)
-	}
+	a.show(ev.Reader, ev)
 	if a.opts.OnDecision != nil {
 		a.opts.OnDecision(ev, out.Shift)
 	}
 }
 
-// applyRoster parses and stores a roster. The stored roster offered
-// again (the retained MQTT message arrives on every connect) is ignored;
-// a malformed one, an older one, or another roster under the stored
-// version is rejected, logged and shown in status, and the stored roster
-// stays.
-func (a *Agent) applyRoster(b []byte, source string) {
-	r, err := roster.Parse(b)
-	if err == nil {
-		err = a.db.ReplaceRoster(r)
-		if errors.Is(err, store.ErrRosterSame) {
-			a.log.Debug("roster unchanged", "source", source, "version", r.Version)
-			return
+// load reads the stored roster and open entries into memory.
+func (a *Agent) load() error {
+	r, err := a.db.Roster()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if r != nil {
+		_, sum, err := store.RosterDigest(r)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
+		a.rosterSum = sum
+		a.idx.Store(newRosterIndex(r))
+	}
+	open, err := a.db.OpenEntries()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.open = open
+	return nil
+}
+
+// rosterLoop applies the rosters received over MQTT, newest first: one
+// that arrives while another is being applied replaces any still waiting.
+func (a *Agent) rosterLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.rosters.ready:
+			if b := a.rosters.take(); b != nil {
+				a.applyRoster(b, "mqtt roster")
+			}
+		}
+	}
+}
+
+// applyRoster parses, checks and stores a roster, and swaps it in. The
+// roster in use offered again (the retained MQTT message arrives on every
+// connect) is ignored; a malformed one, one too large, or one the version
+// rule refuses is rejected, logged and shown in status, and the roster in
+// use stays. Only the roster goroutine (and New, before it runs) calls it.
+func (a *Agent) applyRoster(b []byte, source string) {
+	raw := sha256.Sum256(b)
+	if raw == a.rosterRaw {
+		a.log.Debug("roster message unchanged", "source", source)
+		return
+	}
+	a.rosterRaw = raw
+	r, sum, err := a.checkRoster(b)
+	switch {
+	case err == nil:
+		err = a.db.ReplaceRoster(r)
+	case errors.Is(err, errRosterSame):
+		a.log.Debug("roster unchanged", "source", source, "version", r.Version)
+		return
+	case errors.Is(err, errRosterNotNewer) && source != "mqtt roster":
+		// A roster_file older than the roster received over MQTT is
+		// expected after the first sync: not an error to show forever.
+		a.log.Info("roster_file is older than the stored roster; keeping the stored one", "source", source, "err", err)
+		return
 	}
 	if err != nil {
 		msg := fmt.Sprintf("%s rejected at %s: %v", source, a.opts.Now().Format(time.RFC3339), err)
@@ -355,10 +462,54 @@ func (a *Agent) applyRoster(b []byte, source string) {
 			a.log.Error("roster rejection not recorded", "err", serr)
 		}
 	} else {
+		a.idx.Store(newRosterIndex(r))
+		a.rosterSum = sum
 		a.log.Info("roster loaded", "source", source, "version", r.Version, "employees", len(r.Employees))
 	}
 	if a.up != nil {
 		a.up.PublishStatus()
+	}
+}
+
+// checkRoster parses b and applies the size cap and the version rule
+// against the roster in use.
+func (a *Agent) checkRoster(b []byte) (*roster.Roster, []byte, error) {
+	if max := a.cfg.Storage.MaxRosterMB << 20; len(b) > max {
+		return nil, nil, fmt.Errorf("roster of %.1f MB exceeds max_roster_mb (%d MB): not parsed", float64(len(b))/(1<<20), a.cfg.Storage.MaxRosterMB)
+	}
+	r, err := roster.Parse(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, sum, err := store.RosterDigest(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bytes.Equal(sum, a.rosterSum) {
+		return r, sum, errRosterSame
+	}
+	if err := acceptRoster(a.idx.Load().Version(), r, a.opts.Now()); err != nil {
+		return r, sum, err
+	}
+	return r, sum, nil
+}
+
+// maintain prunes delivered records past the retention horizon, at start
+// and then every hour.
+func (a *Agent) maintain(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.db.Prune(a.opts.Now()); err != nil {
+			a.log.Error("prune", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned delivered records past retention", "records", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -29,4 +29,4 @@ func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	return msgs, nil
 }
 
-func (o outbox) Remove(seqs []uint64) error { return o.db.Remove(seqs, o.now()) }
+func (o outbox) Remove(seqs []uint64) error { return o.db.Sent(seqs, o.now()) }

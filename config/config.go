@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,8 @@ type Config struct {
 	Timezone   string   `toml:"timezone"`
 	RosterFile string   `toml:"roster_file"`
 	MQTT       MQTT     `toml:"mqtt"`
+	Delivery   Delivery `toml:"delivery"`
+	Storage    Storage  `toml:"storage"`
 	Readers    []Reader `toml:"readers"`
 	Feedback   Feedback `toml:"feedback"`
 
@@ -49,6 +52,34 @@ type MQTT struct {
 	ClientID    string `toml:"client_id"`
 	Username    string `toml:"username"`
 	Password    string `toml:"password"` // never shown back
+}
+
+// Delivery configures when a record's road ends.
+type Delivery struct {
+	// Confirm is "broker" (the broker's PUBACK ends it) or "connector"
+	// (a connector's ack on the acks topic does).
+	Confirm string `toml:"confirm"`
+	// ResendUnconfirmed is when a record the broker acknowledged but no
+	// connector confirmed is published again.
+	ResendUnconfirmed Duration `toml:"resend_unconfirmed"`
+}
+
+// Confirmation modes.
+const (
+	ConfirmBroker    = "broker"
+	ConfirmConnector = "connector"
+)
+
+// Storage bounds what the terminal keeps.
+type Storage struct {
+	// Retention is how long delivered (or confirmed) records are kept
+	// for the log. Undelivered ones are never evicted.
+	Retention Duration `toml:"retention"`
+	// MaxDataMB bounds the database and journal: status warns at 80 %
+	// and 95 %; at 100 % new punches are denied storage_full.
+	MaxDataMB int `toml:"max_data_mb"`
+	// MaxRosterMB rejects a larger roster before it is parsed.
+	MaxRosterMB int `toml:"max_roster_mb"`
 }
 
 // Directions a reader can have.
@@ -112,11 +143,21 @@ func (f Feedback) Wired() bool {
 // Duration is a time.Duration written in TOML as a Go duration string.
 type Duration struct{ time.Duration }
 
-// UnmarshalText implements encoding.TextUnmarshaler.
+// UnmarshalText implements encoding.TextUnmarshaler. Besides Go's
+// duration syntax it takes whole days, as "30d".
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	s := string(b)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return fmt.Errorf("not a duration like \"500ms\", \"15m\" or \"30d\": %q", b)
+		}
+		d.Duration = time.Duration(n) * 24 * time.Hour
+		return nil
+	}
+	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("not a duration like \"500ms\": %q", b)
+		return fmt.Errorf("not a duration like \"500ms\", \"15m\" or \"30d\": %q", b)
 	}
 	d.Duration = v
 	return nil
@@ -139,6 +180,12 @@ const (
 	// MaxRelayPulse bounds relay_pulse: a door left unlocked longer is
 	// a door left open.
 	MaxRelayPulse = 30 * time.Second
+
+	DefaultConfirm           = ConfirmBroker
+	DefaultResendUnconfirmed = 15 * time.Minute
+	DefaultRetention         = 30 * 24 * time.Hour
+	DefaultMaxDataMB         = 512
+	DefaultMaxRosterMB       = 32
 )
 
 // Default returns a configuration with every default set.
@@ -148,6 +195,8 @@ func Default() *Config {
 		Timezone: DefaultTimezone,
 		MQTT:     MQTT{TopicPrefix: DefaultTopicPrefix},
 		Feedback: Feedback{RelayPulse: Duration{DefaultRelayPulse}},
+		Delivery: Delivery{Confirm: DefaultConfirm, ResendUnconfirmed: Duration{DefaultResendUnconfirmed}},
+		Storage:  Storage{Retention: Duration{DefaultRetention}, MaxDataMB: DefaultMaxDataMB, MaxRosterMB: DefaultMaxRosterMB},
 	}
 }
 
@@ -309,6 +358,21 @@ func (c *Config) Validate() error {
 		default:
 			pins[p.Name] = p.Key
 		}
+	}
+	if v := c.Delivery.Confirm; v != ConfirmBroker && v != ConfirmConnector {
+		bad("delivery.confirm", "%q must be \"broker\" or \"connector\"", v)
+	}
+	if d := c.Delivery.ResendUnconfirmed.Duration; d < time.Minute || d > 7*24*time.Hour {
+		bad("delivery.resend_unconfirmed", "%v must be between 1m and 7d", d)
+	}
+	if d := c.Storage.Retention.Duration; d < time.Hour || d > 3*365*24*time.Hour {
+		bad("storage.retention", "%v must be between 1h and 1095d", d)
+	}
+	if n := c.Storage.MaxDataMB; n < 4 || n > 1<<20 {
+		bad("storage.max_data_mb", "%d must be between 4 and 1048576", n)
+	}
+	if n := c.Storage.MaxRosterMB; n < 1 || n > 1024 {
+		bad("storage.max_roster_mb", "%d must be between 1 and 1024", n)
 	}
 	if d := c.Feedback.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
 		bad("feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)

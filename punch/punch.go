@@ -35,6 +35,12 @@ const (
 	ReasonOutsideContract   = "outside_contract"
 	ReasonDoubleIn          = "double_in"
 	ReasonDoubleOut         = "double_out"
+	// ReasonStorageFull: the terminal cannot keep the punch (its store
+	// is full); shown at the reader, not stored.
+	ReasonStorageFull = "storage_full"
+	// ReasonStoreError: the punch could not be stored for another
+	// reason; shown at the reader, not stored.
+	ReasonStoreError = "store_error"
 )
 
 // Flags attached to events and shifts.

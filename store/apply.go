@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -9,28 +10,6 @@ import (
 
 	"github.com/punchclock/punchclock/punch"
 )
-
-// entry is one recorded punch as journaled and as held until applied.
-// Sequences are assigned when it is recorded; the JSON of the event and
-// the shift is final.
-type entry struct {
-	EmployeeID string          `json:"emp,omitempty"`
-	EventSeq   uint64          `json:"es"`
-	EventOut   uint64          `json:"eo"`
-	Event      json.RawMessage `json:"ev"`
-	Close      bool            `json:"close,omitempty"`
-	Open       *punch.Open     `json:"open,omitempty"`
-	ShiftSeq   uint64          `json:"ss,omitempty"`
-	ShiftOut   uint64          `json:"so,omitempty"`
-	Shift      json.RawMessage `json:"sh,omitempty"`
-}
-
-func (e *entry) outboxSeqs() []uint64 {
-	if e.Shift != nil {
-		return []uint64{e.EventOut, e.ShiftOut}
-	}
-	return []uint64{e.EventOut}
-}
 
 // stage adds journaled entries to the pending ones and reports whether
 // they are the first. The caller holds writeMu.
@@ -41,9 +20,7 @@ func (db *DB) stage(batch []*entry) (first bool) {
 	for _, e := range batch {
 		db.pending = append(db.pending, e)
 		db.overlayAdd(e)
-		db.next.event = max(db.next.event, e.EventSeq)
-		db.next.shift = max(db.next.shift, e.ShiftSeq)
-		db.next.outbox = max(db.next.outbox, e.EventOut, e.ShiftOut)
+		db.next = max(db.next, e.EventSeq, e.ShiftSeq)
 	}
 	return first
 }
@@ -59,7 +36,8 @@ func (db *DB) overlayAdd(e *entry) {
 
 // applier moves pending punches to bbolt: ApplyDelay after the first one
 // is pending, or at once when MaxPending are. It commits without holding
-// writeMu, so punches go on being journaled meanwhile.
+// writeMu, so punches go on being journaled meanwhile. After a failure it
+// tries again, ApplyDelay later.
 func (db *DB) applier() {
 	defer db.wg.Done()
 	timer := time.NewTimer(time.Hour)
@@ -69,7 +47,7 @@ func (db *DB) applier() {
 		case <-db.quit:
 			return
 		case <-db.wake:
-		case <-db.full:
+		case <-db.kick:
 		}
 		timer.Reset(db.opts.ApplyDelay)
 	wait:
@@ -78,8 +56,13 @@ func (db *DB) applier() {
 			case <-db.quit:
 				timer.Stop()
 				return
-			case <-db.full:
-				break wait
+			case <-db.kick:
+				db.mu.RLock()
+				failing := db.applyErr != nil
+				db.mu.RUnlock()
+				if !failing {
+					break wait
+				}
 			case <-timer.C:
 				break wait
 			case <-db.wake:
@@ -91,6 +74,7 @@ func (db *DB) applier() {
 		db.mu.Lock()
 		db.applyErr = err
 		db.mu.Unlock()
+		db.updateFull()
 		if err != nil || more {
 			// Punches arrived meanwhile, or the commit failed (they
 			// stay in the journal): wait again.
@@ -119,20 +103,15 @@ func (db *DB) applyStep() (more bool, err error) {
 	db.writeMu.Unlock()
 
 	db.applyMu.Lock()
-	written, err := db.commit(snapshot, snapSeq)
-	var late []uint64
-	if err == nil {
-		db.writeMu.Lock()
-		late = db.finish(len(snapshot), written)
-		more = len(db.pending) > 0
-		db.writeMu.Unlock()
+	defer db.applyMu.Unlock()
+	if err := db.commit(snapshot, snapSeq); err != nil {
+		return false, err
 	}
-	db.applyMu.Unlock()
-	if err == nil && len(late) > 0 {
-		// Delivered while being committed: delete their rows now.
-		err = db.Remove(late, time.Now())
-	}
-	return more, err
+	db.writeMu.Lock()
+	db.finish(len(snapshot))
+	more = len(db.pending) > 0
+	db.writeMu.Unlock()
+	return more, nil
 }
 
 // applyAll commits every pending punch. The caller holds writeMu and the
@@ -150,35 +129,26 @@ func (db *DB) applyAll() error {
 		}
 		return nil
 	}
-	written, err := db.commit(snapshot, db.journalSeq)
-	if err != nil {
+	if err := db.commit(snapshot, db.journalSeq); err != nil {
 		return err
 	}
-	if late := db.finish(len(snapshot), written); len(late) > 0 {
-		return db.Remove(late, time.Now())
-	}
+	db.finish(len(snapshot))
 	return nil
 }
 
-// finish drops the first n pending entries, now in bbolt, and returns the
-// outbox seqs among those written that were delivered meanwhile: their
-// rows must be deleted. The caller holds applyMu and writeMu.
-func (db *DB) finish(n int, written []uint64) (late []uint64) {
+// finish drops the first n pending entries, now in bbolt, with the early
+// states they had. The caller holds applyMu and writeMu.
+func (db *DB) finish(n int) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	done := db.pending[:n]
 	db.pending = append([]*entry(nil), db.pending[n:]...)
 	for _, e := range done {
-		db.appliedOutbox = max(db.appliedOutbox, e.EventOut, e.ShiftOut)
+		db.appliedSeq = max(db.appliedSeq, e.EventSeq, e.ShiftSeq)
 	}
-	for _, seq := range written {
-		if db.acked[seq] {
-			late = append(late, seq)
-		}
-	}
-	for seq := range db.acked {
-		if seq <= db.appliedOutbox {
-			delete(db.acked, seq)
+	for seq := range db.early {
+		if seq <= db.appliedSeq {
+			delete(db.early, seq)
 		}
 	}
 	db.overlay = map[string]*punch.Open{}
@@ -188,48 +158,58 @@ func (db *DB) finish(n int, written []uint64) (late []uint64) {
 	if db.jnl != nil {
 		db.jnl.applied(len(db.pending) == 0)
 	}
-	return late
 }
 
-// commit writes entries to bbolt in one transaction and records journal
-// seq snapSeq as applied. It returns the outbox seqs it wrote rows for.
-// The caller holds applyMu.
-func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err error) {
+// counts are changes to the meta counters made in one transaction.
+type counts struct{ unsent, unconf, dead, open int64 }
+
+func (c counts) put(m *bolt.Bucket) error {
+	for _, kv := range []struct {
+		k []byte
+		d int64
+	}{{kUnsent, c.unsent}, {kUnconf, c.unconf}, {kDead, c.dead}, {kOpenCount, c.open}} {
+		if err := addU64(m, kv.k, kv.d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit writes entries to bbolt in one transaction, each record in the
+// delivery state it reached while pending, and records journal seq
+// snapSeq as applied. The caller holds applyMu.
+func (db *DB) commit(snapshot []*entry, snapSeq uint64) error {
 	db.mu.RLock()
 	lastUplink := db.lastUplink
 	next := db.next
+	states := make(map[uint64]early, len(db.early))
+	for k, v := range db.early {
+		states[k] = v
+	}
 	db.mu.RUnlock()
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
-		events, shifts, open, ob := tx.Bucket(bEvents), tx.Bucket(bShifts), tx.Bucket(bOpen), tx.Bucket(bOutbox)
+		recs, open, days := tx.Bucket(bRec), tx.Bucket(bOpen), tx.Bucket(bDay)
 		// Append-only buckets: fill pages fully.
-		events.FillPercent, shifts.FillPercent, ob.FillPercent = 1, 1, 1
-		var queued, opened int64
-		enqueue := func(seq uint64, kind byte, ref uint64) error {
-			db.mu.RLock()
-			acked := db.acked[seq]
-			db.mu.RUnlock()
-			if acked {
-				return nil // delivered before it got here
-			}
-			var v [9]byte
-			v[0] = kind
-			copy(v[1:], u64(ref))
-			queued++
-			written = append(written, seq)
-			return ob.Put(u64(seq), v[:])
-		}
+		recs.FillPercent = 1
+		tx.Bucket(bUnsent).FillPercent = 1
+		var c counts
 		for _, e := range snapshot {
-			if err := events.Put(u64(e.EventSeq), e.Event); err != nil {
-				return err
-			}
-			if err := enqueue(e.EventOut, KindEvent, e.EventSeq); err != nil {
-				return err
+			for _, r := range e.records() {
+				if err := recs.Put(u64(r.seq), encodeRecord(r.kind, e.At, r.payload)); err != nil {
+					return err
+				}
+				if err := db.putState(tx, r.seq, states[r.seq], &c); err != nil {
+					return err
+				}
+				if err := addDay(days, e.At, r.seq); err != nil {
+					return err
+				}
 			}
 			if e.Close {
 				k := []byte(e.EmployeeID)
 				if open.Get(k) != nil {
-					opened--
+					c.open--
 				}
 				if err := open.Delete(k); err != nil {
 					return err
@@ -238,7 +218,7 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err e
 			if e.Open != nil {
 				k := []byte(e.EmployeeID)
 				if open.Get(k) == nil {
-					opened++
+					c.open++
 				}
 				b, err := json.Marshal(e.Open)
 				if err != nil {
@@ -248,29 +228,13 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err e
 					return err
 				}
 			}
-			if e.Shift != nil {
-				if err := shifts.Put(u64(e.ShiftSeq), e.Shift); err != nil {
-					return err
-				}
-				if err := enqueue(e.ShiftOut, KindShift, e.ShiftSeq); err != nil {
-					return err
-				}
+		}
+		if next > recs.Sequence() {
+			if err := recs.SetSequence(next); err != nil {
+				return err
 			}
 		}
-		for _, sq := range []struct {
-			b *bolt.Bucket
-			v uint64
-		}{{events, next.event}, {shifts, next.shift}, {ob, next.outbox}} {
-			if sq.v > sq.b.Sequence() {
-				if err := sq.b.SetSequence(sq.v); err != nil {
-					return err
-				}
-			}
-		}
-		if err := addU64(m, kPending, queued); err != nil {
-			return err
-		}
-		if err := addU64(m, kOpenCount, opened); err != nil {
+		if err := c.put(m); err != nil {
 			return err
 		}
 		if err := putLastUplink(m, lastUplink); err != nil {
@@ -279,14 +243,81 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) (written []uint64, err e
 		return m.Put(kJournalSeq, u64(snapSeq))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: apply %d journaled punches: %w", len(snapshot), err)
+		return fmt.Errorf("store: apply %d journaled punches: %w", len(snapshot), err)
 	}
 	db.mu.Lock()
 	if db.lastUplink.Equal(lastUplink) {
 		db.lastUplink = time.Time{}
 	}
 	db.mu.Unlock()
-	return written, nil
+	return nil
+}
+
+// putState files a newly applied record under the delivery state it
+// reached while pending.
+func (db *DB) putState(tx *bolt.Tx, seq uint64, st early, c *counts) error {
+	switch st.state {
+	case stNone:
+		c.unsent++
+		return tx.Bucket(bUnsent).Put(u64(seq), nil)
+	case stSent:
+		if db.opts.Confirm != ConfirmConnector {
+			return nil
+		}
+		c.unconf++
+		return putUnconf(tx, seq, st.at)
+	case stDead:
+		c.dead++
+		v, err := json.Marshal(deadValue{Error: st.reason, At: st.at.UTC(), Source: st.source})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bDead).Put(u64(seq), v)
+	}
+	return nil // stDone
+}
+
+func putUnconf(tx *bolt.Tx, seq uint64, at time.Time) error {
+	ms := uint64(at.UnixMilli())
+	if err := tx.Bucket(bUnconf).Put(u64(seq), u64(ms)); err != nil {
+		return err
+	}
+	return tx.Bucket(bDue).Put(dueKey(ms, seq), nil)
+}
+
+// delUnconf removes seq from the unconfirmed records, reporting whether
+// it was there.
+func delUnconf(tx *bolt.Tx, seq uint64) (bool, error) {
+	uc := tx.Bucket(bUnconf)
+	v := uc.Get(u64(seq))
+	if v == nil {
+		return false, nil
+	}
+	if err := tx.Bucket(bDue).Delete(dueKey(binary.BigEndian.Uint64(v), seq)); err != nil {
+		return false, err
+	}
+	return true, uc.Delete(u64(seq))
+}
+
+func dueKey(ms, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, ms)
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+// addDay widens the range of seqs of the UTC day of at.
+func addDay(days *bolt.Bucket, at int64, seq uint64) error {
+	k := []byte(time.UnixMilli(at).UTC().Format(time.DateOnly))
+	first, last := seq, seq
+	if v := days.Get(k); len(v) == 16 {
+		first = min(first, binary.BigEndian.Uint64(v))
+		last = max(last, binary.BigEndian.Uint64(v[8:]))
+	}
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, first)
+	binary.BigEndian.PutUint64(v[8:], last)
+	return days.Put(k, v)
 }
 
 // putLastUplink records t as the last successful uplink unless a later

@@ -82,7 +82,7 @@ func TestJournalRecoversAfterCrash(t *testing.T) {
 	if rows, _ := ro.Peek(0, 10); len(rows) != 4 {
 		t.Fatalf("read-only peek: %d rows", len(rows))
 	}
-	if err := ro.Update(func(*Tx) error { return nil }); !errors.Is(err, ErrReadOnly) {
+	if err := ro.Append([]*punch.Outcome{{}}); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("read-only update: %v", err)
 	}
 	ro.Close()
@@ -153,7 +153,7 @@ func TestJournalTornTail(t *testing.T) {
 	}
 }
 
-func TestRemovePendingRows(t *testing.T) {
+func TestSentPendingRows(t *testing.T) {
 	dir := t.TempDir()
 	db := openSlow(t, dir)
 	db.ReplaceRoster(loadRoster(t))
@@ -163,7 +163,7 @@ func TestRemovePendingRows(t *testing.T) {
 	if err != nil || len(rows) != 3 {
 		t.Fatalf("peek = %d rows, %v", len(rows), err)
 	}
-	if err := db.Remove([]uint64{rows[0].Seq, rows[2].Seq}, time.Now()); err != nil {
+	if err := db.Sent([]uint64{rows[0].Seq, rows[2].Seq}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := db.Status()
@@ -217,23 +217,17 @@ func TestApplyAfterDelay(t *testing.T) {
 	}
 }
 
-func TestUpdateErrorKeepsNothing(t *testing.T) {
+func TestAppendErrorKeepsNothing(t *testing.T) {
 	db := open(t, t.TempDir())
 	db.ReplaceRoster(loadRoster(t))
-	boom := errors.New("boom")
-	err := db.Update(func(tx *Tx) error {
-		out := punch.Decide(punch.Input{Mode: punch.ModeToggle})
-		if err := tx.Record(&out); err != nil {
-			return err
-		}
-		return boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatal(err)
+	bad := punch.Decide(punch.Input{Mode: punch.ModeToggle})
+	bad.Event.At = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // JSON cannot encode it
+	if err := db.Append([]*punch.Outcome{&bad}); err == nil {
+		t.Fatal("an event that cannot be encoded was accepted")
 	}
 	out := record(t, db, "E100", time.Now())
 	if out.Event.ID != db.recordID('e', 1) {
-		t.Fatalf("first kept event has id %s: the failed Update used a sequence", out.Event.ID)
+		t.Fatalf("first kept event has id %s: the failed Append used a sequence", out.Event.ID)
 	}
 	if st, _ := db.Status(); st.Pending != 1 {
 		t.Fatalf("pending = %d", st.Pending)
@@ -294,7 +288,7 @@ func TestApplyWhileRecording(t *testing.T) {
 				seqs = append(seqs, r.Seq)
 			}
 			delivered += len(seqs)
-			if err := db.Remove(seqs, time.Now()); err != nil {
+			if err := db.Sent(seqs, time.Now()); err != nil {
 				t.Error(err)
 				return
 			}

@@ -4,50 +4,46 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/punchclock/punchclock/punch"
 )
 
 // OutboxRow is one record waiting for the uplink.
 type OutboxRow struct {
 	Seq     uint64
 	Kind    byte   // KindEvent or KindShift
-	Payload []byte // the record's JSON, as stored
+	Payload []byte // the record's JSON, as stored and first published
 }
 
-// Peek returns up to max outbox rows with a sequence above after, oldest
-// first, with their payloads copied: rows in bbolt, then rows of punches
-// still pending in the journal.
+// maxRequeue bounds how many due unconfirmed records one Peek makes
+// unsent again; the rest follow on the next Peek from the start.
+const maxRequeue = 4096
+
+// Peek returns up to max unsent records with a sequence above after,
+// oldest first, with their payloads copied: records in bbolt, then
+// records of punches still pending in the journal. A Peek from the start
+// (after 0) first makes the unconfirmed records that are due for a resend
+// unsent again.
 func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
+	if after == 0 && db.opts.Confirm == ConfirmConnector && !db.opts.ReadOnly {
+		if err := db.requeueDue(db.opts.Now()); err != nil {
+			return nil, err
+		}
+	}
 	var rows []OutboxRow
 	db.applyMu.RLock()
 	defer db.applyMu.RUnlock()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		events, shifts := tx.Bucket(bEvents), tx.Bucket(bShifts)
-		c := tx.Bucket(bOutbox).Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && len(rows) < max; k, v = c.Next() {
-			if len(v) != 9 {
-				return fmt.Errorf("%w: outbox row %x", ErrCorrupt, k)
+		c := tx.Bucket(bUnsent).Cursor()
+		for k, _ := c.Seek(u64(after + 1)); k != nil && len(rows) < max; k, _ = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			r, err := getRecord(tx, seq)
+			if err != nil {
+				return fmt.Errorf("%w: unsent record %d is missing", ErrCorrupt, seq)
 			}
-			row := OutboxRow{Seq: binary.BigEndian.Uint64(k), Kind: v[0]}
-			var src *bolt.Bucket
-			switch v[0] {
-			case KindEvent:
-				src = events
-			case KindShift:
-				src = shifts
-			default:
-				return fmt.Errorf("%w: outbox row %d has kind %q", ErrCorrupt, row.Seq, v[0])
-			}
-			p := src.Get(v[1:])
-			if p == nil {
-				return fmt.Errorf("%w: outbox row %d points at a missing record", ErrCorrupt, row.Seq)
-			}
-			row.Payload = append([]byte(nil), p...)
-			rows = append(rows, row)
+			rows = append(rows, OutboxRow{Seq: seq, Kind: r.kind, Payload: append([]byte(nil), r.payload...)})
 		}
 		return nil
 	})
@@ -57,40 +53,92 @@ func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 	if len(rows) > 0 {
 		after = rows[len(rows)-1].Seq
 	}
+	now := db.opts.Now()
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	add := func(seq uint64, kind byte, p []byte) {
-		if seq > after && len(rows) < max && !db.acked[seq] {
-			rows = append(rows, OutboxRow{Seq: seq, Kind: kind, Payload: append([]byte(nil), p...)})
-		}
-	}
 	for _, e := range db.pending {
-		add(e.EventOut, KindEvent, e.Event)
-		if e.Shift != nil {
-			add(e.ShiftOut, KindShift, e.Shift)
+		for _, r := range e.records() {
+			if r.seq <= after || len(rows) >= max {
+				continue
+			}
+			st := db.early[r.seq]
+			due := st.state == stSent && !now.Before(st.at.Add(db.opts.ResendAfter))
+			if st.state == stNone || due {
+				rows = append(rows, OutboxRow{Seq: r.seq, Kind: r.kind, Payload: append([]byte(nil), r.payload...)})
+			}
 		}
 	}
 	return rows, nil
 }
 
-// Remove deletes delivered outbox rows and records the time of the last
-// successful uplink. Rows already gone are ignored. Rows of punches still
-// pending in the journal are only marked: they never reach bbolt's outbox,
-// and after a crash they are sent again (consumers dedupe by id).
-func (db *DB) Remove(seqs []uint64, at time.Time) error {
+// requeueDue makes unconfirmed records sent at least ResendAfter ago
+// unsent again, so that they are published again, unchanged.
+func (db *DB) requeueDue(now time.Time) error {
+	cutoff := uint64(now.Add(-db.opts.ResendAfter).UnixMilli())
+	isDue := func(k []byte) bool { return len(k) == 16 && binary.BigEndian.Uint64(k) <= cutoff }
+	var any bool
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bDue).Cursor().First()
+		any = isDue(k)
+		return nil
+	}); err != nil || !any {
+		return err
+	}
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		var c counts
+		due := tx.Bucket(bDue).Cursor()
+		var seqs []uint64
+		for k, _ := due.First(); isDue(k) && len(seqs) < maxRequeue; k, _ = due.Next() {
+			seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
+		}
+		for _, seq := range seqs {
+			if _, err := delUnconf(tx, seq); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bUnsent).Put(u64(seq), nil); err != nil {
+				return err
+			}
+			c.unconf--
+			c.unsent++
+		}
+		return c.put(tx.Bucket(bMeta))
+	})
+}
+
+// Sent records that the broker acknowledged these records (PUBACK) at
+// at. With broker confirmation that ends their road; with connector
+// confirmation they become unconfirmed until a connector acks them.
+// Records not unsent (already sent, confirmed or dead) are left as they
+// are, but for an unconfirmed record published again, whose send time is
+// renewed.
+func (db *DB) Sent(seqs []uint64, at time.Time) error {
 	if len(seqs) == 0 {
 		return nil
 	}
+	if db.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	connector := db.opts.Confirm == ConfirmConnector
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
 	var inDB []uint64
 	db.mu.Lock()
 	for _, s := range seqs {
-		if s > db.appliedOutbox {
-			db.acked[s] = true
-		} else {
+		if s <= db.appliedSeq {
 			inDB = append(inDB, s)
+			continue
+		}
+		st := db.early[s]
+		switch {
+		case st.state == stNone && connector, st.state == stSent:
+			db.early[s] = early{state: stSent, at: at}
+		case st.state == stNone:
+			db.early[s] = early{state: stDone}
 		}
 	}
-	if len(inDB) == 0 && at.After(db.lastUplink) {
+	if at.After(db.lastUplink) {
 		db.lastUplink = at
 	}
 	db.mu.Unlock()
@@ -98,126 +146,327 @@ func (db *DB) Remove(seqs []uint64, at time.Time) error {
 		return nil
 	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		ob := tx.Bucket(bOutbox)
-		m := tx.Bucket(bMeta)
-		n := 0
+		unsent := tx.Bucket(bUnsent)
+		var c counts
 		for _, s := range inDB {
 			k := u64(s)
-			if ob.Get(k) == nil {
+			wasUnsent := unsent.Get(k) != nil
+			if wasUnsent {
+				if err := unsent.Delete(k); err != nil {
+					return fmt.Errorf("store: %w", err)
+				}
+				c.unsent--
+			}
+			if !connector {
 				continue
 			}
-			if err := ob.Delete(k); err != nil {
+			wasUnconf, err := delUnconf(tx, s)
+			if err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
-			n++
+			if !wasUnsent && !wasUnconf {
+				continue // confirmed or dead meanwhile
+			}
+			if err := putUnconf(tx, s, at); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			if !wasUnconf {
+				c.unconf++
+			}
 		}
-		if err := addU64(m, kPending, -int64(n)); err != nil {
+		if err := c.put(tx.Bucket(bMeta)); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
-		return putLastUplink(m, at)
+		return putLastUplink(tx.Bucket(bMeta), at)
 	})
 }
 
-// LogEntry is one line of the punch log: an event, or a shift.
-type LogEntry struct {
-	Event *punch.Event `json:"event,omitempty"`
-	Shift *punch.Shift `json:"shift,omitempty"`
+// Ack is a connector's answer for one record.
+type Ack struct {
+	ID    string
+	OK    bool
+	Error string
 }
 
-// Log calls fn for every event and shift whose time (the event's time, the
-// shift's exit) falls in [from, to), events first, each in the order they
-// were recorded. A zero bound is open. It reads in pages and calls fn
-// outside any transaction or lock, so a slow caller holds up neither
-// punches nor the uplink. It scans the whole log: it is for technicians,
-// not for hot paths.
-func (db *DB) Log(from, to time.Time, fn func(LogEntry) error) error {
-	in := func(t time.Time) bool {
-		return (from.IsZero() || !t.Before(from)) && (to.IsZero() || t.Before(to))
+// Confirm applies connectors' answers: ok ends a record's road (it may
+// then be pruned); not ok makes it a dead letter with the connector's
+// words. It returns the ids that name no record of this store (logged by
+// the caller, otherwise ignored).
+func (db *DB) Confirm(acks []Ack, at time.Time) (unknown []string, err error) {
+	if db.opts.ReadOnly {
+		return nil, ErrReadOnly
 	}
-	for _, shifts := range []bool{false, true} {
-		var after uint64
-		for {
-			page, last, err := db.logPage(shifts, after, in)
-			if err != nil {
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
+	var inDB []Ack
+	var seqs []uint64
+	db.mu.Lock()
+	for _, a := range acks {
+		seq, ok := db.parseID(a.ID)
+		switch {
+		case !ok:
+			inDB = append(inDB, a) // a salvaged record's id, perhaps
+			seqs = append(seqs, 0)
+		case seq <= db.appliedSeq:
+			inDB = append(inDB, a)
+			seqs = append(seqs, seq)
+		case !idKindMatches(a.ID, db.pendingKind(seq)):
+			unknown = append(unknown, a.ID)
+		case a.OK:
+			db.early[seq] = early{state: stDone}
+		default:
+			db.early[seq] = early{state: stDead, at: at, reason: a.Error, source: "connector"}
+		}
+	}
+	db.mu.Unlock()
+	if len(inDB) == 0 {
+		return unknown, nil
+	}
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		var c counts
+		for i, a := range inDB {
+			seq := seqs[i]
+			if seq == 0 {
+				seq = foreignSeq(tx, a.ID)
+			}
+			r, err := getRecord(tx, seq)
+			if seq == 0 || err != nil || (seqs[i] != 0 && !idKindMatches(a.ID, r.kind)) {
+				unknown = append(unknown, a.ID)
+				continue
+			}
+			var st early
+			if a.OK {
+				st = early{state: stDone}
+			} else {
+				st = early{state: stDead, at: at, reason: a.Error, source: "connector"}
+			}
+			if err := db.setState(tx, seq, st, &c); err != nil {
 				return err
 			}
-			for _, e := range page {
-				if err := fn(e); err != nil {
-					return err
-				}
+		}
+		return c.put(tx.Bucket(bMeta))
+	})
+	return unknown, err
+}
+
+// pendingKind returns the kind of a pending record, 0 if none has this
+// seq. The caller holds mu.
+func (db *DB) pendingKind(seq uint64) byte {
+	for _, e := range db.pending {
+		for _, r := range e.records() {
+			if r.seq == seq {
+				return r.kind
 			}
-			if last == after {
-				break
+		}
+	}
+	return 0
+}
+
+// Reject makes a record the broker will never take a dead letter, with
+// the uplink's reason.
+func (db *DB) Reject(seq uint64, reason string, at time.Time) error {
+	if db.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	st := early{state: stDead, at: at, reason: reason, source: "uplink"}
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
+	db.mu.Lock()
+	if seq > db.appliedSeq {
+		defer db.mu.Unlock()
+		if db.pendingKind(seq) == 0 {
+			return fmt.Errorf("%w: seq %d", ErrUnknownID, seq)
+		}
+		db.early[seq] = st
+		return nil
+	}
+	db.mu.Unlock()
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		if _, err := getRecord(tx, seq); err != nil {
+			return err
+		}
+		var c counts
+		if err := db.setState(tx, seq, st, &c); err != nil {
+			return err
+		}
+		return c.put(tx.Bucket(bMeta))
+	})
+}
+
+// setState moves an applied record out of whichever state bucket holds
+// it and into st. The caller holds applyMu.
+func (db *DB) setState(tx *bolt.Tx, seq uint64, st early, c *counts) error {
+	k := u64(seq)
+	unsent, dead := tx.Bucket(bUnsent), tx.Bucket(bDead)
+	if unsent.Get(k) != nil {
+		if err := unsent.Delete(k); err != nil {
+			return err
+		}
+		c.unsent--
+	}
+	wasUnconf, err := delUnconf(tx, seq)
+	if err != nil {
+		return err
+	}
+	if wasUnconf {
+		c.unconf--
+	}
+	if dead.Get(k) != nil {
+		if err := dead.Delete(k); err != nil {
+			return err
+		}
+		c.dead--
+	}
+	return db.putState(tx, seq, st, c)
+}
+
+func idKindMatches(id string, kind byte) bool {
+	for i := len(id) - 1; i >= 0; i-- {
+		if id[i] < '0' || id[i] > '9' {
+			return id[i] == kind
+		}
+	}
+	return false
+}
+
+// foreignSeq finds a salvaged record by the id it had in its old
+// database; 0 if none.
+func foreignSeq(tx *bolt.Tx, id string) uint64 {
+	v := tx.Bucket(bIDs).Get([]byte(id))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// DeadLetters calls fn for each dead letter whose time (when it became
+// one) is at or after since (zero: all), oldest record first. It calls fn
+// outside any transaction.
+func (db *DB) DeadLetters(since time.Time, fn func(DeadLetter) error) error {
+	var out []DeadLetter
+	db.applyMu.RLock()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDead).ForEach(func(k, v []byte) error {
+			seq := binary.BigEndian.Uint64(k)
+			var dv deadValue
+			if err := json.Unmarshal(v, &dv); err != nil {
+				return fmt.Errorf("%w: dead letter %d: %v", ErrCorrupt, seq, err)
 			}
-			after = last
+			if dv.At.Before(since) {
+				return nil
+			}
+			r, err := getRecord(tx, seq)
+			if err != nil {
+				return fmt.Errorf("%w: dead letter %d has no record", ErrCorrupt, seq)
+			}
+			out = append(out, deadLetter(r.kind, r.payload, dv))
+			return nil
+		})
+	})
+	db.mu.RLock()
+	for _, e := range db.pending {
+		for _, r := range e.records() {
+			if st := db.early[r.seq]; st.state == stDead && !st.at.Before(since) {
+				out = append(out, deadLetter(r.kind, r.payload, deadValue{Error: st.reason, At: st.at.UTC(), Source: st.source}))
+			}
+		}
+	}
+	db.mu.RUnlock()
+	db.applyMu.RUnlock()
+	if err != nil {
+		return err
+	}
+	for _, d := range out {
+		if err := fn(d); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-const logPageSize = 512
+func deadLetter(kind byte, payload []byte, dv deadValue) DeadLetter {
+	var id struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(payload, &id) // a record without an id still shows
+	return DeadLetter{
+		ID: id.ID, Kind: kindName(kind), Error: dv.Error, At: dv.At, Source: dv.Source,
+		Record: append(json.RawMessage(nil), payload...),
+	}
+}
 
-// logPage returns the entries of one kind with seq above after, from
-// bbolt and then from the pending punches, up to logPageSize seqs looked
-// at, and the last seq looked at.
-func (db *DB) logPage(shifts bool, after uint64, in func(time.Time) bool) (page []LogEntry, last uint64, err error) {
-	last = after
-	decode := func(seq uint64, v []byte) error {
-		var le LogEntry
-		var at time.Time
-		if shifts {
-			le.Shift = new(punch.Shift)
-			if err := json.Unmarshal(v, le.Shift); err != nil {
-				return fmt.Errorf("%w: shift %d: %v", ErrCorrupt, seq, err)
-			}
-			at = le.Shift.Out
-		} else {
-			le.Event = new(punch.Event)
-			if err := json.Unmarshal(v, le.Event); err != nil {
-				return fmt.Errorf("%w: event %d: %v", ErrCorrupt, seq, err)
-			}
-			at = le.Event.At
-		}
-		last = seq
-		if in(at) {
-			page = append(page, le)
-		}
-		return nil
+// Replay makes dead letters unsent again, with their original ids, times
+// and bytes: the ids given, or every dead letter when all is set. It
+// returns the ids replayed. An id that is not a dead letter is an error
+// (wrapping ErrUnknownID) and nothing is replayed.
+func (db *DB) Replay(ids []string, all bool) ([]string, error) {
+	if db.opts.ReadOnly {
+		return nil, ErrReadOnly
 	}
-	seen := 0
-	db.applyMu.RLock()
-	defer db.applyMu.RUnlock()
-	bucket := bEvents
-	if shifts {
-		bucket = bShifts
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
 	}
-	err = db.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucket).Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && seen < logPageSize; k, v = c.Next() {
-			seen++
-			if err := decode(binary.BigEndian.Uint64(k), v); err != nil {
+	var done []string
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
+	// Dead letters still pending in the journal. applyMu keeps their
+	// states as they are until the end.
+	var pendingSeqs []uint64
+	db.mu.RLock()
+	for _, e := range db.pending {
+		for _, r := range e.records() {
+			id := db.recordID(r.kind, r.seq)
+			if db.early[r.seq].state == stDead && (all || want[id]) {
+				pendingSeqs = append(pendingSeqs, r.seq)
+				done = append(done, id)
+				delete(want, id)
+			}
+		}
+	}
+	db.mu.RUnlock()
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		var seqs []uint64
+		err := tx.Bucket(bDead).ForEach(func(k, _ []byte) error {
+			seq := binary.BigEndian.Uint64(k)
+			r, err := getRecord(tx, seq)
+			if err != nil {
+				return err
+			}
+			id := deadLetter(r.kind, r.payload, deadValue{}).ID
+			if all || want[id] {
+				seqs = append(seqs, seq)
+				done = append(done, id)
+				delete(want, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(want) > 0 {
+			var missing []string
+			for id := range want {
+				missing = append(missing, id)
+			}
+			sort.Strings(missing)
+			return fmt.Errorf("%w: not a dead letter: %v", ErrUnknownID, missing)
+		}
+		var c counts
+		for _, seq := range seqs {
+			if err := db.setState(tx, seq, early{state: stNone}, &c); err != nil {
 				return err
 			}
 		}
-		return nil
+		return c.put(tx.Bucket(bMeta))
 	})
-	if err != nil || seen == logPageSize {
-		return page, last, err
+	if err != nil {
+		return nil, err
 	}
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	for _, e := range db.pending {
-		seq, v := e.EventSeq, []byte(e.Event)
-		if shifts {
-			seq, v = e.ShiftSeq, e.Shift
-		}
-		if v == nil || seq <= last || seen >= logPageSize {
-			continue
-		}
-		seen++
-		if err := decode(seq, v); err != nil {
-			return page, last, err
-		}
+	db.mu.Lock()
+	for _, seq := range pendingSeqs {
+		delete(db.early, seq)
 	}
-	return page, last, nil
+	db.mu.Unlock()
+	return done, nil
 }

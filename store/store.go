@@ -1,12 +1,19 @@
 // Package store keeps the agent's durable state in one bbolt file: the
-// roster, open entries, the punch log (every decision), completed shifts
-// and the outbox of records waiting for the uplink. Every state change of
-// one punch is one transaction. The store knows nothing of hardware or
-// MQTT.
+// roster, open entries, every record (punch events and completed shifts)
+// with its delivery state, and dead letters. A decided punch becomes
+// durable with one journal append (journal.go); the applier moves it to
+// bbolt later (apply.go). The store knows nothing of hardware or MQTT and
+// never calls back into its caller: the agent decides, the store keeps.
+//
+// A record's road: unsent → (broker PUBACK) → done, or with connector
+// confirmation unsent → unconfirmed → (connector ack) → done; a connector's
+// rejection or a record the broker will never take makes it a dead letter,
+// which a replay makes unsent again. Done records are pruned after the
+// retention horizon (or earlier, oldest first, under space pressure);
+// unsent, unconfirmed and dead records are never evicted.
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -17,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,52 +36,82 @@ import (
 
 // Sentinel errors.
 var (
-	// ErrRosterNotNewer: a roster whose version is not higher than the
-	// stored one was offered.
-	ErrRosterNotNewer = errors.New("store: roster version is not newer than the stored one")
-	// ErrRosterSame: the stored roster was offered again (same version,
-	// same content), as the retained MQTT roster is on every reconnect.
+	// ErrRosterSame: the stored roster was offered again (same content),
+	// as the retained MQTT roster is on every reconnect.
 	ErrRosterSame = errors.New("store: roster is the stored one")
 	// ErrLocked: another process (the running agent) holds the database.
 	ErrLocked = errors.New("store: database is in use by another process")
 	// ErrCorrupt: a stored record could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrReadOnly is returned by writes on a database opened read-only.
+	ErrReadOnly = errors.New("store: database is open read-only")
+	// ErrFull: the store cannot take more records (max_data_mb reached,
+	// the disk is full, or too many punches wait for bbolt). Nothing
+	// accepted before is affected; the store recovers by itself when
+	// space frees.
+	ErrFull = errors.New("store: storage full")
+	// ErrUnknownID: no record (or no dead letter) has this id.
+	ErrUnknownID = errors.New("store: unknown record id")
+	// ErrClosed: the database was closed.
+	ErrClosed = errors.New("store: closed")
 )
 
 // FileName is the database file inside the data directory.
 const FileName = "punchclock.db"
 
+// schemaVersion is the layout of the buckets below. A database of another
+// layout is moved aside at Open and its records salvaged.
+const schemaVersion = 2
+
 // Bucket names.
 var (
-	bMeta      = []byte("meta")
-	bEmployees = []byte("employees") // employee id -> JSON roster.Employee
-	bCreds     = []byte("creds")     // roster.Key -> employee id
-	bOpen      = []byte("open")      // employee id -> JSON punch.Open
-	bEvents    = []byte("events")    // seq -> JSON punch.Event
-	bShifts    = []byte("shifts")    // seq -> JSON punch.Shift
-	bOutbox    = []byte("outbox")    // seq -> kind byte + 8-byte record seq
+	bMeta   = []byte("meta")
+	bRoster = []byte("roster") // kRosterBlob -> canonical JSON of the roster
+	bOpen   = []byte("open")   // employee id -> JSON punch.Open
+	bRec    = []byte("rec")    // seq -> record (record.go)
+	bUnsent = []byte("unsent") // seq -> nothing: not yet acknowledged by the broker
+	bUnconf = []byte("unconf") // seq -> u64 sent-at (unix ms): PUBACKed, no connector ack yet
+	bDue    = []byte("due")    // u64 sent-at + u64 seq -> nothing: unconf by sent time
+	bDead   = []byte("dead")   // seq -> JSON DeadLetter
+	bDay    = []byte("day")    // "YYYY-MM-DD" (UTC) -> u64 first seq + u64 last seq
+	bIDs    = []byte("ids")    // foreign record id (salvaged) -> u64 seq
+	buckets = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDay, bIDs}
 )
 
 // Meta keys.
 var (
+	kSchema        = []byte("schema")
 	kDBID          = []byte("db_id")
 	kRosterVersion = []byte("roster_version")
 	kRosterSize    = []byte("roster_size")
 	kRosterError   = []byte("roster_error")
-	kPending       = []byte("outbox_pending")
+	kRosterHash    = []byte("roster_sha256")
+	kRosterBlob    = []byte("blob")
+	kUnsent        = []byte("n_unsent")
+	kUnconf        = []byte("n_unconf")
+	kDead          = []byte("n_dead")
 	kOpenCount     = []byte("open_count")
 	kLastUplink    = []byte("last_uplink")
 	kJournalSeq    = []byte("journal_applied")
-	kRosterHash    = []byte("roster_sha256")
+	kAlarm         = []byte("alarm")
 )
 
-// Outbox kinds.
+// Record kinds.
 const (
 	KindEvent = 'e'
 	KindShift = 's'
 )
 
-// Options configure Open.
+// Delivery confirmation modes.
+const (
+	// ConfirmBroker: the broker's PUBACK ends a record's road.
+	ConfirmBroker = "broker"
+	// ConfirmConnector: a record stays unconfirmed until a connector acks
+	// it; unconfirmed records are published again after ResendAfter.
+	ConfirmConnector = "connector"
+)
+
+// Options configure Open. Zero values take the defaults below.
 type Options struct {
 	// DeviceID prefixes every record id.
 	DeviceID string
@@ -85,87 +123,126 @@ type Options struct {
 	// NoSync disables every fsync, of the journal and of bbolt (bulk
 	// loading and benchmarks of the raw cost only).
 	NoSync bool
-	// NoJournal applies each Update straight to bbolt in its own
+	// NoJournal applies each Append straight to bbolt in its own
 	// transaction (bulk loading).
 	NoJournal bool
 	// ApplyDelay is how long journaled punches may wait before they are
-	// applied to bbolt together; 0 means DefaultApplyDelay.
+	// applied to bbolt together.
 	ApplyDelay time.Duration
-	// MaxPending applies at once when this many punches wait; 0 means
-	// DefaultMaxPending.
+	// MaxPending applies at once when this many punches wait.
 	MaxPending int
+	// MaxUnapplied is how many journaled punches may wait while bbolt
+	// cannot take them (a failing disk): beyond it Append fails with
+	// ErrFull instead of growing the journal and memory without bound.
+	MaxUnapplied int
+	// Confirm is ConfirmBroker (default) or ConfirmConnector.
+	Confirm string
+	// ResendAfter is when an unconfirmed record is published again.
+	ResendAfter time.Duration
+	// Retention is how long done records are kept for the log.
+	Retention time.Duration
+	// MaxDataBytes bounds the database and journal; 0 means no bound.
+	MaxDataBytes int64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Defaults of Options.
 const (
-	DefaultApplyDelay = 5 * time.Second
-	DefaultMaxPending = 256
+	DefaultApplyDelay   = 5 * time.Second
+	DefaultMaxPending   = 256
+	DefaultMaxUnapplied = 8192
+	DefaultResendAfter  = 15 * time.Minute
+	DefaultRetention    = 30 * 24 * time.Hour
 )
+
+func (o *Options) setDefaults() {
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
+	if o.ApplyDelay <= 0 {
+		o.ApplyDelay = DefaultApplyDelay
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxUnapplied <= 0 {
+		o.MaxUnapplied = DefaultMaxUnapplied
+	}
+	if o.Confirm == "" {
+		o.Confirm = ConfirmBroker
+	}
+	if o.ResendAfter <= 0 {
+		o.ResendAfter = DefaultResendAfter
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
 
 // DB is the agent's database: the bbolt file, the journal, and the
 // punches journaled but not yet applied to bbolt.
 type DB struct {
 	bolt     *bolt.DB
+	dir      string
 	jnl      *journalPair // nil with NoJournal
 	opts     Options
 	deviceID string
 	dbID     string
 
 	// Locks, always taken in this order. applyMu is held by the commit of
-	// pending punches to bbolt, shared by readers that combine bbolt with
-	// the pending punches (they must not see both halves of a commit).
-	// writeMu serialises writers: Update, ReplaceRoster and the journal.
+	// pending punches to bbolt and by every change of a record's delivery
+	// state (so that a record is either pending or in bbolt for it);
+	// shared by readers that combine bbolt with the pending punches.
+	// writeMu serialises appends to the journal.
 	applyMu sync.RWMutex
 	writeMu sync.Mutex
-	// mu guards what readers of the outbox and status share with
-	// writers: pending, acked, lastUplink, and the next sequences.
+	// mu guards what readers share with writers: pending, early,
+	// lastUplink, next, applyErr, full.
 	mu      sync.RWMutex
 	pending []*entry // journaled, not applied, oldest first
-	// acked holds outbox seqs of pending entries the uplink delivered
-	// before they were applied: they never get an outbox row.
-	acked      map[uint64]bool
+	// early holds delivery states reached by pending records before
+	// they were applied.
+	early      map[uint64]early
 	lastUplink time.Time
-	next       seqs // last assigned sequences
-	// appliedOutbox is the last outbox seq in bbolt; higher ones are
+	next       uint64 // last record seq assigned
+	// appliedSeq is the last record seq in bbolt; higher ones are
 	// pending.
-	appliedOutbox uint64
-	journalSeq    uint64
+	appliedSeq uint64
+	journalSeq uint64
 	// overlay has the open entries changed by pending entries: nil
 	// means closed.
 	overlay map[string]*punch.Open
 	// applyErr is the last failure of the applier, nil after a success.
 	applyErr error
-	closed   bool
+	// full is why Append refuses new records, nil when it does not.
+	full   error
+	closed bool
 
 	// The applier goroutine moves pending punches to bbolt.
 	wake chan struct{} // the first punch is pending
-	full chan struct{} // MaxPending punches are pending
+	kick chan struct{} // MaxPending punches are pending
 	quit chan struct{}
 	wg   sync.WaitGroup
 }
 
-// seqs are the last sequence numbers handed out.
-type seqs struct{ event, shift, outbox uint64 }
-
 // Open opens (creating if needed) the database in dir, and applies what
 // the journal holds beyond what bbolt has (after a crash or power cut).
-// Read-only, the journal is read but not applied.
+// Read-only, the journal is read but not applied. A failure to apply is
+// not a failure to open: the punches stay in the journal, status shows
+// the error, and the applier tries again.
 func Open(dir string, opts Options) (*DB, error) {
-	if opts.Timeout == 0 {
-		opts.Timeout = time.Second
-	}
-	if opts.ApplyDelay <= 0 {
-		opts.ApplyDelay = DefaultApplyDelay
-	}
-	if opts.MaxPending <= 0 {
-		opts.MaxPending = DefaultMaxPending
-	}
+	opts.setDefaults()
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 	}
 	path := filepath.Join(dir, FileName)
+	_, statErr := os.Stat(path)
 	b, err := bolt.Open(path, 0o640, &bolt.Options{
 		Timeout:      opts.Timeout,
 		ReadOnly:     opts.ReadOnly,
@@ -178,10 +255,17 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	if errors.Is(statErr, os.ErrNotExist) && !opts.ReadOnly && !opts.NoSync {
+		// The new file's directory entry must be durable too.
+		if err := syncDir(dir); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	db := &DB{
-		bolt: b, opts: opts, deviceID: opts.DeviceID,
-		acked: map[uint64]bool{}, overlay: map[string]*punch.Open{},
-		wake: make(chan struct{}, 1), full: make(chan struct{}, 1), quit: make(chan struct{}),
+		bolt: b, dir: dir, opts: opts, deviceID: opts.DeviceID,
+		early: map[uint64]early{}, overlay: map[string]*punch.Open{},
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), quit: make(chan struct{}),
 	}
 	if err := db.open(dir); err != nil {
 		db.jnl.close()
@@ -191,6 +275,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	if !opts.ReadOnly && db.jnl != nil {
 		db.wg.Add(1)
 		go db.applier()
+		if len(db.pending) > 0 {
+			poke(db.wake)
+		}
 	}
 	return db, nil
 }
@@ -198,10 +285,15 @@ func Open(dir string, opts Options) (*DB, error) {
 func (db *DB) open(dir string) error {
 	if db.opts.ReadOnly {
 		err := db.bolt.View(func(tx *bolt.Tx) error {
-			if m := tx.Bucket(bMeta); m != nil {
-				db.dbID = string(m.Get(kDBID))
-				db.journalSeq = getU64(m, kJournalSeq)
+			m := tx.Bucket(bMeta)
+			if m == nil {
+				return nil
 			}
+			if v := getU64(m, kSchema); v != schemaVersion {
+				return fmt.Errorf("%w: database layout %d, this agent reads %d: start the agent once to convert it", ErrCorrupt, v, schemaVersion)
+			}
+			db.dbID = string(m.Get(kDBID))
+			db.journalSeq = getU64(m, kJournalSeq)
 			db.loadSeqs(tx)
 			return nil
 		})
@@ -231,38 +323,45 @@ func (db *DB) open(dir string) error {
 		return nil
 	}
 	// Whatever a crash left in the journal goes into bbolt now; then the
-	// journal starts over.
+	// journal starts over. If bbolt cannot take it, the punches stay
+	// pending (and in the journal) and the applier retries.
 	if err := db.applyAll(); err != nil {
-		return err
+		db.applyErr = err
 	}
 	if db.opts.NoJournal {
+		if db.applyErr != nil {
+			return db.applyErr
+		}
 		err := db.jnl.close()
 		db.jnl = nil
 		return err
 	}
+	db.updateFull()
 	return nil
 }
 
 func (db *DB) loadSeqs(tx *bolt.Tx) {
-	if b := tx.Bucket(bEvents); b != nil {
-		db.next.event = b.Sequence()
+	if b := tx.Bucket(bRec); b != nil {
+		db.next = b.Sequence()
 	}
-	if b := tx.Bucket(bShifts); b != nil {
-		db.next.shift = b.Sequence()
-	}
-	if b := tx.Bucket(bOutbox); b != nil {
-		db.next.outbox = b.Sequence()
-	}
-	db.appliedOutbox = db.next.outbox
+	db.appliedSeq = db.next
 }
 
 func (db *DB) init(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bMeta, bEmployees, bCreds, bOpen, bEvents, bShifts, bOutbox} {
+	if m := tx.Bucket(bMeta); m != nil {
+		if v := getU64(m, kSchema); v != schemaVersion {
+			return fmt.Errorf("%w: database layout %d, this agent writes %d", ErrCorrupt, v, schemaVersion)
+		}
+	}
+	for _, name := range buckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("store: create bucket %s: %w", name, err)
 		}
 	}
 	m := tx.Bucket(bMeta)
+	if err := m.Put(kSchema, u64(schemaVersion)); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	id := m.Get(kDBID)
 	if id == nil {
 		var r [4]byte
@@ -316,6 +415,9 @@ func (db *DB) Bolt() *bolt.DB { return db.bolt }
 // ids stay unique even if the data directory is wiped.
 func (db *DB) ID() string { return db.dbID }
 
+// ConfirmMode reports the delivery confirmation mode.
+func (db *DB) ConfirmMode() string { return db.opts.Confirm }
+
 func u64(v uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], v)
@@ -331,6 +433,9 @@ func getU64(b *bolt.Bucket, k []byte) uint64 {
 }
 
 func addU64(b *bolt.Bucket, k []byte, delta int64) error {
+	if delta == 0 {
+		return nil
+	}
 	v := int64(getU64(b, k)) + delta
 	if v < 0 {
 		v = 0
@@ -340,26 +445,44 @@ func addU64(b *bolt.Bucket, k []byte, delta int64) error {
 
 // Status is a snapshot for technicians and the uplink's status message.
 type Status struct {
-	DBID          string    `json:"db_id"`
-	RosterVersion int64     `json:"roster_version"`
-	RosterSize    int       `json:"roster_size"`
-	RosterError   string    `json:"roster_error,omitempty"`
-	Pending       int       `json:"pending"`
-	OpenEntries   int       `json:"open_entries"`
-	LastUplink    time.Time `json:"last_uplink,omitzero"`
+	DBID          string `json:"db_id"`
+	RosterVersion int64  `json:"roster_version"`
+	RosterSize    int    `json:"roster_size"`
+	RosterError   string `json:"roster_error,omitempty"`
+	// Pending counts records the broker has not acknowledged yet.
+	Pending int `json:"pending"`
+	// Unconfirmed counts records no connector has confirmed yet, pending
+	// ones included (connector confirmation only); dead letters are not
+	// counted. OldestUnconfirmed is the time of the oldest of them.
+	Unconfirmed       int       `json:"unconfirmed"`
+	OldestUnconfirmed time.Time `json:"oldest_unconfirmed,omitzero"`
+	DeadLetters       int       `json:"dead_letters"`
+	OpenEntries       int       `json:"open_entries"`
+	LastUplink        time.Time `json:"last_uplink,omitzero"`
+	// DataBytes is what the database and journal hold (free pages not
+	// counted); DataLimit is max_data_mb in bytes, 0 without a bound.
+	DataBytes int64 `json:"data_bytes"`
+	DataLimit int64 `json:"data_limit,omitempty"`
+	// StorageWarning is set at 80 % and 95 % of the limit, and when the
+	// store refuses new records.
+	StorageWarning string `json:"storage_warning,omitempty"`
 	// ApplyError is why pending punches could not be moved to bbolt
 	// the last time it was tried (they stay safe in the journal).
 	ApplyError string `json:"apply_error,omitempty"`
+	// Alarm is damage found and survived (a corrupt journal record, a
+	// database moved aside): a technician should look.
+	Alarm string `json:"alarm,omitempty"`
 }
 
 // Status reads the counters kept in the meta bucket and adds the pending
 // punches; it scans nothing.
 func (db *DB) Status() (Status, error) {
-	s := Status{DBID: db.dbID}
+	s := Status{DBID: db.dbID, DataLimit: db.opts.MaxDataBytes}
 	db.applyMu.RLock()
 	defer db.applyMu.RUnlock()
 	db.mu.RLock()
 	defer db.mu.RUnlock()
+	var oldestSeq uint64
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if m == nil {
@@ -368,11 +491,21 @@ func (db *DB) Status() (Status, error) {
 		s.RosterVersion = int64(getU64(m, kRosterVersion))
 		s.RosterSize = int(getU64(m, kRosterSize))
 		s.RosterError = string(m.Get(kRosterError))
-		s.Pending = int(getU64(m, kPending))
+		s.Alarm = string(m.Get(kAlarm))
+		s.Pending = int(getU64(m, kUnsent))
+		s.DeadLetters = int(getU64(m, kDead))
+		if db.opts.Confirm == ConfirmConnector {
+			s.Unconfirmed = s.Pending + int(getU64(m, kUnconf))
+			oldestSeq = firstSeq(tx.Bucket(bUnsent), tx.Bucket(bUnconf))
+			if oldestSeq != 0 {
+				if r, err := getRecord(tx, oldestSeq); err == nil {
+					s.OldestUnconfirmed = r.at
+				}
+			}
+		}
 		s.OpenEntries = int(getU64(m, kOpenCount))
 		if v := m.Get(kLastUplink); v != nil {
-			t, err := time.Parse(time.RFC3339Nano, string(v))
-			if err == nil {
+			if t, err := time.Parse(time.RFC3339Nano, string(v)); err == nil {
 				s.LastUplink = t
 			}
 		}
@@ -387,12 +520,27 @@ func (db *DB) Status() (Status, error) {
 				s.OpenEntries--
 			}
 		}
+		s.DataBytes = db.dataBytes(tx)
 		return nil
 	})
 	for _, e := range db.pending {
-		for _, seq := range e.outboxSeqs() {
-			if !db.acked[seq] {
+		for _, r := range e.records() {
+			st := db.early[r.seq]
+			switch st.state {
+			case stNone:
 				s.Pending++
+			case stDead:
+				s.DeadLetters++
+				continue
+			case stDone:
+				continue
+			}
+			if db.opts.Confirm == ConfirmConnector {
+				s.Unconfirmed++
+				if s.OldestUnconfirmed.IsZero() {
+					// Pending records are newer than those in bbolt.
+					s.OldestUnconfirmed = e.time()
+				}
 			}
 		}
 	}
@@ -402,268 +550,174 @@ func (db *DB) Status() (Status, error) {
 	if db.applyErr != nil {
 		s.ApplyError = db.applyErr.Error()
 	}
+	s.StorageWarning = storageWarning(s.DataBytes, s.DataLimit, db.full)
 	return s, err
 }
 
-// ReplaceRoster stores r in place of the current roster, in one
-// transaction, if its version is higher. r must be validated.
-func (db *DB) ReplaceRoster(r *roster.Roster) error {
-	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
+func storageWarning(used, limit int64, full error) string {
+	switch {
+	case full != nil:
+		return "full: new punches are refused (" + full.Error() + ")"
+	case limit <= 0:
+		return ""
+	case used*100 >= limit*95:
+		return fmt.Sprintf("95%%: %d of %d MB used", used>>20, limit>>20)
+	case used*100 >= limit*80:
+		return fmt.Sprintf("80%%: %d of %d MB used", used>>20, limit>>20)
+	}
+	return ""
+}
+
+// firstSeq returns the lowest key of the buckets, 0 if all are empty.
+func firstSeq(bs ...*bolt.Bucket) uint64 {
+	var min uint64
+	for _, b := range bs {
+		if b == nil {
+			continue
+		}
+		if k, _ := b.Cursor().First(); len(k) == 8 {
+			if s := binary.BigEndian.Uint64(k); min == 0 || s < min {
+				min = s
+			}
+		}
+	}
+	return min
+}
+
+// RosterDigest is the fingerprint of a roster's content, to tell the
+// stored roster offered again from another one.
+func RosterDigest(r *roster.Roster) ([]byte, []byte, error) {
 	canon, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return nil, nil, fmt.Errorf("store: %w", err)
 	}
 	sum := sha256.Sum256(canon)
+	return canon, sum[:], nil
+}
+
+// ReplaceRoster stores r (validated, and accepted by the caller's version
+// rule) in place of the current roster, in one short transaction: the
+// roster is one value, encoded before the transaction begins. The stored
+// roster offered again returns ErrRosterSame.
+func (db *DB) ReplaceRoster(r *roster.Roster) error {
+	if db.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	canon, sum, err := RosterDigest(r)
+	if err != nil {
+		return err
+	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
-		cur := int64(getU64(m, kRosterVersion))
-		if r.Version == cur && bytes.Equal(m.Get(kRosterHash), sum[:]) {
+		if int64(getU64(m, kRosterVersion)) == r.Version && string(m.Get(kRosterHash)) == string(sum) {
 			return ErrRosterSame
 		}
-		if r.Version <= cur {
-			return fmt.Errorf("%w: offered %d, stored %d", ErrRosterNotNewer, r.Version, cur)
-		}
-		if err := m.Put(kRosterHash, sum[:]); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		for _, name := range [][]byte{bEmployees, bCreds} {
-			if err := tx.DeleteBucket(name); err != nil {
+		rb := tx.Bucket(bRoster)
+		rb.FillPercent = 1
+		for _, kv := range []struct{ k, v []byte }{
+			{kRosterHash, sum},
+			{kRosterVersion, u64(uint64(r.Version))},
+			{kRosterSize, u64(uint64(len(r.Employees)))},
+		} {
+			if err := m.Put(kv.k, kv.v); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
 		}
-		emps, err := tx.CreateBucket(bEmployees)
-		if err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		creds, err := tx.CreateBucket(bCreds)
-		if err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		for i := range r.Employees {
-			e := &r.Employees[i]
-			b, err := json.Marshal(e)
-			if err != nil {
-				return fmt.Errorf("store: %w", err)
-			}
-			if err := emps.Put([]byte(e.ID), b); err != nil {
-				return fmt.Errorf("store: %w", err)
-			}
-			for _, c := range e.Credentials {
-				if err := creds.Put([]byte(roster.Key(c.Type, c.Value)), []byte(e.ID)); err != nil {
-					return fmt.Errorf("store: %w", err)
-				}
-			}
-		}
-		if err := m.Put(kRosterVersion, u64(uint64(r.Version))); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		if err := m.Put(kRosterSize, u64(uint64(len(r.Employees)))); err != nil {
+		if err := rb.Put(kRosterBlob, canon); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 		return m.Delete(kRosterError)
 	})
 }
 
+// Roster returns the stored roster; nil if none was ever stored.
+func (db *DB) Roster() (*roster.Roster, error) {
+	var blob []byte
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if rb := tx.Bucket(bRoster); rb != nil {
+			blob = append([]byte(nil), rb.Get(kRosterBlob)...)
+		}
+		return nil
+	})
+	if err != nil || len(blob) == 0 {
+		return nil, err
+	}
+	var r roster.Roster
+	if err := json.Unmarshal(blob, &r); err != nil {
+		return nil, fmt.Errorf("%w: stored roster: %v", ErrCorrupt, err)
+	}
+	return &r, nil
+}
+
 // SetRosterError records why the last offered roster was rejected (shown
 // in status); an empty msg clears it.
 func (db *DB) SetRosterError(msg string) error {
-	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bMeta)
-		if msg == "" {
-			return m.Delete(kRosterError)
-		}
-		return m.Put(kRosterError, []byte(msg))
-	})
+	return db.setMeta(kRosterError, msg)
 }
 
-// ErrReadOnly is returned by Update on a database opened read-only.
-var ErrReadOnly = errors.New("store: database is open read-only")
+// SetAlarm records damage found and survived (shown in status); an empty
+// msg clears it.
+func (db *DB) SetAlarm(msg string) error {
+	return db.setMeta(kAlarm, msg)
+}
 
-// Update runs fn in one transaction: fn decides punches reading the
-// roster and open entries, and Records them. When fn returns nil, what it
-// recorded is durable (journaled and fdatasynced) before Update returns;
-// when it returns an error, nothing of it is kept.
-func (db *DB) Update(fn func(*Tx) error) error {
-	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
+func (db *DB) setMeta(k []byte, msg string) error {
 	if db.opts.ReadOnly {
 		return ErrReadOnly
 	}
-	if db.closed {
-		return bolt.ErrDatabaseNotOpen
-	}
-	btx, err := db.bolt.Begin(false)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	t := &Tx{db: db, btx: btx, writable: true, next: db.next, overlay: map[string]*punch.Open{}}
-	err = fn(t)
-	btx.Rollback()
-	if err != nil || len(t.entries) == 0 {
-		return err
-	}
-	if db.jnl != nil {
-		payload, err := json.Marshal(t.entries)
-		if err != nil {
-			return fmt.Errorf("store: encode journal record: %w", err)
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if msg == "" {
+			return m.Delete(k)
 		}
-		db.journalSeq++
-		if err := db.jnl.append(db.journalSeq, payload); err != nil {
-			// The record may be in the file all the same: its journal
-			// seq and record sequences stay used, so that no later
-			// punch takes them (and, after a crash, its ids).
-			db.mu.Lock()
-			db.next = t.next
-			db.mu.Unlock()
-			return err
-		}
-	}
-	prev := db.next
-	first := db.stage(t.entries)
-	if db.jnl == nil {
-		if err := db.applyAll(); err != nil {
-			// Nothing of a failed Update is kept.
-			db.mu.Lock()
-			db.pending, db.next = nil, prev
-			db.overlay = map[string]*punch.Open{}
-			db.mu.Unlock()
-			return err
-		}
-		return nil
-	}
-	// The punches are durable in the journal; the applier moves them to
-	// bbolt without holding up the next punch.
-	if first {
-		poke(db.wake)
-	}
-	if len(db.pending) >= db.opts.MaxPending {
-		poke(db.full)
-	}
-	return nil
-}
-
-func poke(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// View runs fn in a read-only transaction: lookups only.
-func (db *DB) View(fn func(*Tx) error) error {
-	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
-	return db.bolt.View(func(btx *bolt.Tx) error {
-		return fn(&Tx{db: db, btx: btx, overlay: map[string]*punch.Open{}})
+		return m.Put(k, []byte(msg))
 	})
 }
 
-// Tx is one transaction over the agent's records.
-type Tx struct {
-	db       *DB
-	btx      *bolt.Tx
-	writable bool
-	next     seqs
-	overlay  map[string]*punch.Open // open entries changed in this Tx
-	entries  []*entry
-}
-
-// Employee finds the employee holding a credential; nil if none. A card is
-// looked up under its hex and its printed decimal form.
-func (t *Tx) Employee(typ, value string) (*roster.Employee, error) {
-	keys := []string{roster.Key(typ, value)}
-	if typ == roster.Card {
-		keys = roster.CardKeys(value)
+// OpenEntries returns every employee's open entry, pending punches
+// included: the agent keeps them in memory from then on.
+func (db *DB) OpenEntries() (map[string]*punch.Open, error) {
+	out := map[string]*punch.Open{}
+	db.applyMu.RLock()
+	defer db.applyMu.RUnlock()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bOpen).ForEach(func(k, v []byte) error {
+			var o punch.Open
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("%w: open entry of %q: %v", ErrCorrupt, k, err)
+			}
+			out[string(k)] = &o
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	creds := t.btx.Bucket(bCreds)
-	for _, k := range keys {
-		id := creds.Get([]byte(k))
-		if id == nil {
-			continue
-		}
-		return t.EmployeeByID(string(id))
-	}
-	return nil, nil
-}
-
-// EmployeeByID returns an employee of the roster; nil if none.
-func (t *Tx) EmployeeByID(id string) (*roster.Employee, error) {
-	v := t.btx.Bucket(bEmployees).Get([]byte(id))
-	if v == nil {
-		return nil, nil
-	}
-	var e roster.Employee
-	if err := json.Unmarshal(v, &e); err != nil {
-		return nil, fmt.Errorf("%w: employee %q: %v", ErrCorrupt, id, err)
-	}
-	return &e, nil
-}
-
-// Open returns the employee's open entry; nil if none.
-func (t *Tx) Open(employeeID string) (*punch.Open, error) {
-	if o, ok := t.overlay[employeeID]; ok {
-		return o, nil
-	}
-	if o, ok := t.db.overlay[employeeID]; ok {
-		return o, nil
-	}
-	v := t.btx.Bucket(bOpen).Get([]byte(employeeID))
-	if v == nil {
-		return nil, nil
-	}
-	var o punch.Open
-	if err := json.Unmarshal(v, &o); err != nil {
-		return nil, fmt.Errorf("%w: open entry of %q: %v", ErrCorrupt, employeeID, err)
-	}
-	return &o, nil
-}
-
-// Record stores one decided punch: its event, the open entry it creates
-// or closes, the shift it completes, and their outbox rows. It assigns
-// the event's and shift's ids and device id.
-func (t *Tx) Record(out *punch.Outcome) error {
-	if !t.writable {
-		return ErrReadOnly
-	}
-	ev := &out.Event
-	t.next.event++
-	t.next.outbox++
-	e := &entry{EmployeeID: ev.EmployeeID, EventSeq: t.next.event, EventOut: t.next.outbox}
-	ev.DeviceID = t.db.deviceID
-	ev.ID = t.db.recordID('e', e.EventSeq)
-	var err error
-	if e.Event, err = json.Marshal(ev); err != nil {
-		return fmt.Errorf("store: encode event: %w", err)
-	}
-	if out.CloseOpen {
-		e.Close = true
-		t.overlay[ev.EmployeeID] = nil
-	}
-	if o := out.NewOpen; o != nil {
-		o.EventID = ev.ID
-		e.Open = o
-		t.overlay[ev.EmployeeID] = o
-	}
-	if sh := out.Shift; sh != nil {
-		t.next.shift++
-		t.next.outbox++
-		e.ShiftSeq, e.ShiftOut = t.next.shift, t.next.outbox
-		sh.ID = t.db.recordID('s', e.ShiftSeq)
-		sh.DeviceID = t.db.deviceID
-		sh.OutEvent = ev.ID
-		if e.Shift, err = json.Marshal(sh); err != nil {
-			return fmt.Errorf("store: encode shift: %w", err)
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	for emp, o := range db.overlay {
+		if o == nil {
+			delete(out, emp)
+		} else {
+			c := *o
+			out[emp] = &c
 		}
 	}
-	t.entries = append(t.entries, e)
-	return nil
+	return out, nil
 }
 
 // recordID is "<device>-<db id>-<kind><seq>": assigned once, stored with
 // the record and identical on every resend.
 func (db *DB) recordID(kind byte, seq uint64) string {
 	return db.deviceID + "-" + db.dbID + "-" + string(kind) + strconv.FormatUint(seq, 10)
+}
+
+// parseID returns the seq of one of this database's record ids.
+func (db *DB) parseID(id string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(id, db.deviceID+"-"+db.dbID+"-")
+	if !ok || len(rest) < 2 || (rest[0] != KindEvent && rest[0] != KindShift) {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(rest[1:], 10, 64)
+	return seq, err == nil && seq > 0
 }

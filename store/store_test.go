@@ -17,7 +17,12 @@ import (
 // test ends.
 func open(t *testing.T, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, Options{DeviceID: "door-1"})
+	return openWith(t, dir, Options{DeviceID: "door-1"})
+}
+
+func openWith(t *testing.T, dir string, opts Options) *DB {
+	t.Helper()
+	db, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +61,40 @@ func loadRoster(t *testing.T) *roster.Roster {
 	return r
 }
 
+// record decides and appends a punch of emp at the front reader, as the
+// agent does: from the stored roster and open entries.
+func record(t *testing.T, db *DB, emp string, at time.Time) punch.Outcome {
+	t.Helper()
+	r, err := db.Roster()
+	if err != nil || r == nil {
+		t.Fatalf("roster: %v, %v", r, err)
+	}
+	var e *roster.Employee
+	for i := range r.Employees {
+		if r.Employees[i].ID == emp {
+			e = &r.Employees[i]
+		}
+	}
+	open, err := db.OpenEntries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := punch.Decide(punch.Input{Reader: "front", Mode: punch.ModeToggle, CredType: "card", At: at, ClockSynced: true, Employee: e, Open: open[emp]})
+	if err := db.Append([]*punch.Outcome{&out}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestRosterReplace(t *testing.T) {
-	db := open(t, t.TempDir())
+	dir := t.TempDir()
+	db, err := Open(dir, Options{DeviceID: "door-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := db.Roster(); r != nil || err != nil {
+		t.Fatalf("roster of a new store = %v, %v", r, err)
+	}
 	r := loadRoster(t)
 	if err := db.ReplaceRoster(r); err != nil {
 		t.Fatal(err)
@@ -65,41 +102,6 @@ func TestRosterReplace(t *testing.T) {
 	if err := db.ReplaceRoster(loadRoster(t)); !errors.Is(err, ErrRosterSame) {
 		t.Fatalf("the same roster again: err = %v", err)
 	}
-	other := loadRoster(t)
-	other.Employees = other.Employees[:1]
-	if err := db.ReplaceRoster(other); !errors.Is(err, ErrRosterNotNewer) {
-		t.Fatalf("another roster under the same version: err = %v", err)
-	}
-	older := loadRoster(t)
-	older.Version = 2
-	if err := db.ReplaceRoster(older); !errors.Is(err, ErrRosterNotNewer) {
-		t.Fatalf("an older version: err = %v", err)
-	}
-	// Lookup by hex and by the decimal printed on the card.
-	err := db.View(func(tx *Tx) error {
-		for val, want := range map[string]string{"0A00123456": "E100", "0A00123457": "E101", "1F00ABCDEF": "E102", "0A00000000": ""} {
-			e, err := tx.Employee(roster.Card, val)
-			if err != nil {
-				return err
-			}
-			got := ""
-			if e != nil {
-				got = e.ID
-			}
-			if got != want {
-				t.Errorf("card %s -> %q, want %q", val, got, want)
-			}
-		}
-		e, err := tx.Employee(roster.PIN, "4821")
-		if err != nil || e == nil || e.ID != "E100" {
-			t.Errorf("pin lookup = %v, %v", e, err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A newer roster replaces the old one entirely.
 	r2 := &roster.Roster{Version: 4, Employees: []roster.Employee{{ID: "E200", Credentials: []roster.Credential{{Type: "card", Value: "0B00000001"}}}}}
 	if err := db.ReplaceRoster(r2); err != nil {
 		t.Fatal(err)
@@ -108,84 +110,245 @@ func TestRosterReplace(t *testing.T) {
 	if st.RosterVersion != 4 || st.RosterSize != 1 {
 		t.Fatalf("status = %+v", st)
 	}
-	db.View(func(tx *Tx) error {
-		if e, _ := tx.Employee(roster.Card, "0A00123456"); e != nil {
-			t.Errorf("old card still known after replace")
+	db.Close()
+	db = open(t, dir)
+	got, err := db.Roster()
+	if err != nil || got.Version != 4 || len(got.Employees) != 1 || got.Employees[0].Credentials[0].Value != "0B00000001" {
+		t.Fatalf("roster after reopen = %+v, %v", got, err)
+	}
+}
+
+// states runs fn against a store whose records are still pending in the
+// journal, and against one where they were applied to bbolt, since the
+// store keeps delivery states in both places.
+func states(t *testing.T, opts Options, fn func(t *testing.T, db *DB, apply func())) {
+	for _, applied := range []bool{false, true} {
+		name := "pending"
+		if applied {
+			name = "applied"
 		}
-		return nil
+		t.Run(name, func(t *testing.T) {
+			opts := opts
+			opts.DeviceID = "door-1"
+			opts.ApplyDelay = time.Hour
+			db := openWith(t, t.TempDir(), opts)
+			if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+				t.Fatal(err)
+			}
+			apply := func() {
+				if !applied {
+					return
+				}
+				db.writeMu.Lock()
+				defer db.writeMu.Unlock()
+				if err := db.applyAll(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fn(t, db, apply)
+		})
+	}
+}
+
+func TestAppendAndOutbox(t *testing.T) {
+	states(t, Options{}, func(t *testing.T, db *DB, apply func()) {
+		t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+		in := record(t, db, "E100", t0)
+		if in.NewOpen == nil || in.NewOpen.EventID != in.Event.ID || in.Event.ID != db.recordID('e', 1) {
+			t.Fatalf("in = %+v", in)
+		}
+		out := record(t, db, "E100", t0.Add(8*time.Hour))
+		if out.Shift == nil || out.Shift.ID != db.recordID('s', 3) || out.Shift.InEvent != in.Event.ID || out.Shift.OutEvent != out.Event.ID {
+			t.Fatalf("out = %+v", out)
+		}
+		apply()
+		st, _ := db.Status()
+		if st.Pending != 3 || st.OpenEntries != 0 || st.Unconfirmed != 0 {
+			t.Fatalf("status = %+v, want 3 pending, 0 open, 0 unconfirmed (broker mode)", st)
+		}
+		rows, err := db.Peek(0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := ""
+		for _, r := range rows {
+			kinds += string(r.Kind)
+		}
+		if kinds != "ees" {
+			t.Fatalf("outbox kinds = %q, want ees", kinds)
+		}
+		var sh punch.Shift
+		if err := json.Unmarshal(rows[2].Payload, &sh); err != nil || sh.ID != out.Shift.ID || sh.DurationS != 8*3600 {
+			t.Fatalf("shift payload = %s (%v)", rows[2].Payload, err)
+		}
+		if more, _ := db.Peek(rows[0].Seq, 10); len(more) != 2 {
+			t.Fatalf("peek after first = %d rows", len(more))
+		}
+		now := time.Now()
+		if err := db.Sent([]uint64{rows[0].Seq, rows[1].Seq, rows[0].Seq}, now); err != nil {
+			t.Fatal(err)
+		}
+		st, _ = db.Status()
+		if st.Pending != 1 || !st.LastUplink.Equal(now) {
+			t.Fatalf("after sent: %+v", st)
+		}
+		left, _ := db.Peek(0, 10)
+		if len(left) != 1 || left[0].Kind != KindShift {
+			t.Fatalf("left = %+v", left)
+		}
+		apply()
+		if left, _ := db.Peek(0, 10); len(left) != 1 || left[0].Kind != KindShift {
+			t.Fatalf("left after apply = %+v", left)
+		}
 	})
 }
 
-func record(t *testing.T, db *DB, emp string, at time.Time) punch.Outcome {
-	t.Helper()
-	var out punch.Outcome
-	err := db.Update(func(tx *Tx) error {
-		e, err := tx.EmployeeByID(emp)
-		if err != nil {
-			return err
+// With connector confirmation a PUBACK leaves a record unconfirmed; a
+// connector's ok ends its road, its rejection makes a dead letter that a
+// replay sends again, byte for byte.
+func TestConnectorConfirmation(t *testing.T) {
+	clock := time.Date(2026, 3, 2, 18, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	states(t, Options{Confirm: ConfirmConnector, Now: now}, func(t *testing.T, db *DB, apply func()) {
+		t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+		in := record(t, db, "E100", t0)
+		out := record(t, db, "E100", t0.Add(8*time.Hour))
+		apply()
+		st, _ := db.Status()
+		if st.Pending != 3 || st.Unconfirmed != 3 || !st.OldestUnconfirmed.Equal(t0) {
+			t.Fatalf("before sending: %+v", st)
 		}
-		o, err := tx.Open(emp)
-		if err != nil {
-			return err
+		rows, _ := db.Peek(0, 10)
+		first := map[string][]byte{}
+		for _, r := range rows {
+			var v struct{ ID string }
+			json.Unmarshal(r.Payload, &v)
+			first[v.ID] = r.Payload
 		}
-		out = punch.Decide(punch.Input{Reader: "front", Mode: punch.ModeToggle, CredType: "card", At: at, ClockSynced: true, Employee: e, Open: o})
-		return tx.Record(&out)
+		if err := db.Sent([]uint64{rows[0].Seq, rows[1].Seq, rows[2].Seq}, clock); err != nil {
+			t.Fatal(err)
+		}
+		st, _ = db.Status()
+		if st.Pending != 0 || st.Unconfirmed != 3 {
+			t.Fatalf("after PUBACK: %+v, want 0 pending, 3 unconfirmed", st)
+		}
+		if rows, _ := db.Peek(0, 10); len(rows) != 0 {
+			t.Fatalf("unconfirmed records published again at once: %d", len(rows))
+		}
+		unknown, err := db.Confirm([]Ack{
+			{ID: in.Event.ID, OK: true},
+			{ID: out.Shift.ID, OK: false, Error: "tamigo: 422 employee 100 has no contract on 2026-03-02"},
+			{ID: "door-1-ffffffff-e1", OK: true},
+			{ID: db.recordID('e', 99), OK: true},
+			{ID: db.recordID('s', 1), OK: true}, // seq 1 is an event
+		}, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(unknown) != 3 {
+			t.Fatalf("unknown = %v, want the foreign, the future and the wrong-kind id", unknown)
+		}
+		st, _ = db.Status()
+		if st.Unconfirmed != 1 || st.DeadLetters != 1 || !st.OldestUnconfirmed.Equal(out.Event.At) {
+			t.Fatalf("after acks: %+v, want 1 unconfirmed (the exit event), 1 dead letter", st)
+		}
+		var dead []DeadLetter
+		db.DeadLetters(time.Time{}, func(d DeadLetter) error { dead = append(dead, d); return nil })
+		if len(dead) != 1 || dead[0].ID != out.Shift.ID || dead[0].Kind != "shift" || dead[0].Source != "connector" ||
+			dead[0].Error != "tamigo: 422 employee 100 has no contract on 2026-03-02" || string(dead[0].Record) != string(first[out.Shift.ID]) {
+			t.Fatalf("dead letters = %+v", dead)
+		}
+		var none int
+		db.DeadLetters(clock.Add(time.Second), func(DeadLetter) error { none++; return nil })
+		if none != 0 {
+			t.Fatalf("%d dead letters since after the rejection", none)
+		}
+		apply()
+		if _, err := db.Replay([]string{"nope"}, false); !errors.Is(err, ErrUnknownID) {
+			t.Fatalf("replay of an unknown id: %v", err)
+		}
+		ids, err := db.Replay([]string{out.Shift.ID}, false)
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("replay = %v, %v", ids, err)
+		}
+		st, _ = db.Status()
+		if st.DeadLetters != 0 || st.Unconfirmed != 2 || st.Pending != 1 {
+			t.Fatalf("after replay: %+v", st)
+		}
+		rows, _ = db.Peek(0, 10)
+		if len(rows) != 1 || string(rows[0].Payload) != string(first[out.Shift.ID]) {
+			t.Fatalf("replayed row = %+v, want the shift byte for byte", rows)
+		}
+		db.Sent([]uint64{rows[0].Seq}, clock)
+		db.Confirm([]Ack{{ID: out.Shift.ID, OK: true}, {ID: out.Event.ID, OK: true}}, clock)
+		st, _ = db.Status()
+		if st.Unconfirmed != 0 || st.DeadLetters != 0 || st.Pending != 0 || !st.OldestUnconfirmed.IsZero() {
+			t.Fatalf("after the last acks: %+v", st)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
-func TestRecordAndOutbox(t *testing.T) {
-	dir := t.TempDir()
-	db := open(t, dir)
-	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
-	in := record(t, db, "E100", t0)
-	if in.NewOpen == nil || in.Event.ID == "" {
-		t.Fatalf("in = %+v", in)
-	}
-	out := record(t, db, "E100", t0.Add(8*time.Hour))
-	if out.Shift == nil || out.Shift.ID == "" || out.Shift.InEvent != in.Event.ID || out.Shift.OutEvent != out.Event.ID {
-		t.Fatalf("out = %+v", out)
-	}
-	st, _ := db.Status()
-	if st.Pending != 3 || st.OpenEntries != 0 {
-		t.Fatalf("status = %+v, want 3 pending, 0 open", st)
-	}
-	rows, err := db.Peek(0, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := ""
-	for _, r := range rows {
-		kinds += string(r.Kind)
-	}
-	if kinds != "ees" {
-		t.Fatalf("outbox kinds = %q, want ees", kinds)
-	}
-	var sh punch.Shift
-	if err := json.Unmarshal(rows[2].Payload, &sh); err != nil || sh.ID != out.Shift.ID || sh.DurationS != 8*3600 {
-		t.Fatalf("shift payload = %s (%v)", rows[2].Payload, err)
-	}
-	if more, _ := db.Peek(rows[0].Seq, 10); len(more) != 2 {
-		t.Fatalf("peek after first = %d rows", len(more))
-	}
-	now := time.Now()
-	if err := db.Remove([]uint64{rows[0].Seq, rows[1].Seq, rows[0].Seq}, now); err != nil {
-		t.Fatal(err)
-	}
-	st, _ = db.Status()
-	if st.Pending != 1 || !st.LastUplink.Equal(now) {
-		t.Fatalf("after remove: %+v", st)
-	}
-	left, _ := db.Peek(0, 10)
-	if len(left) != 1 || left[0].Kind != KindShift {
-		t.Fatalf("left = %+v", left)
-	}
+// A record the broker acknowledged but no connector confirmed is published
+// again, unchanged, after ResendAfter.
+func TestResendUnconfirmed(t *testing.T) {
+	clock := time.Date(2026, 3, 2, 18, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	states(t, Options{Confirm: ConfirmConnector, ResendAfter: 15 * time.Minute, Now: now}, func(t *testing.T, db *DB, apply func()) {
+		record(t, db, "E100", clock)
+		apply()
+		rows, _ := db.Peek(0, 10)
+		if len(rows) != 1 {
+			t.Fatalf("rows = %d", len(rows))
+		}
+		db.Sent([]uint64{rows[0].Seq}, clock)
+		clock = clock.Add(14 * time.Minute)
+		if again, _ := db.Peek(0, 10); len(again) != 0 {
+			t.Fatalf("published again after 14 minutes")
+		}
+		clock = clock.Add(time.Minute)
+		again, _ := db.Peek(0, 10)
+		if len(again) != 1 || again[0].Seq != rows[0].Seq || string(again[0].Payload) != string(rows[0].Payload) {
+			t.Fatalf("after 15 minutes: %+v", again)
+		}
+		db.Sent([]uint64{rows[0].Seq}, clock)
+		if again, _ := db.Peek(0, 10); len(again) != 0 {
+			t.Fatalf("resent record not marked sent again")
+		}
+		if st, _ := db.Status(); st.Unconfirmed != 1 || st.Pending != 0 {
+			t.Fatalf("status = %+v", st)
+		}
+	})
+}
+
+func TestReject(t *testing.T) {
+	states(t, Options{}, func(t *testing.T, db *DB, apply func()) {
+		record(t, db, "E100", time.Now())
+		record(t, db, "E101", time.Now())
+		apply()
+		rows, _ := db.Peek(0, 10)
+		if err := db.Reject(rows[0].Seq, "payload of 300000 bytes exceeds max_payload 262144", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		left, _ := db.Peek(0, 10)
+		if len(left) != 1 || left[0].Seq != rows[1].Seq {
+			t.Fatalf("rows behind a rejected one: %+v", left)
+		}
+		st, _ := db.Status()
+		if st.DeadLetters != 1 || st.Pending != 1 {
+			t.Fatalf("status = %+v", st)
+		}
+		var d []DeadLetter
+		db.DeadLetters(time.Time{}, func(x DeadLetter) error { d = append(d, x); return nil })
+		if len(d) != 1 || d[0].Source != "uplink" {
+			t.Fatalf("dead = %+v", d)
+		}
+		if ids, err := db.Replay(nil, true); err != nil || len(ids) != 1 {
+			t.Fatalf("replay all = %v, %v", ids, err)
+		}
+		if left, _ := db.Peek(0, 10); len(left) != 2 {
+			t.Fatalf("after replay: %d rows", len(left))
+		}
+	})
 }
 
 func TestReopenKeepsEverything(t *testing.T) {
@@ -229,23 +392,92 @@ func TestReadOnlyWhileLocked(t *testing.T) {
 }
 
 func TestLogFilter(t *testing.T) {
-	db := open(t, t.TempDir())
-	db.ReplaceRoster(loadRoster(t))
-	d1 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
-	record(t, db, "E100", d1)
-	record(t, db, "E100", d1.Add(time.Hour))
-	record(t, db, "E100", d1.Add(24*time.Hour))
-	var events, shifts int
-	err := db.Log(d1.Add(30*time.Minute), d1.Add(2*time.Hour), func(e LogEntry) error {
-		if e.Event != nil {
-			events++
+	states(t, Options{}, func(t *testing.T, db *DB, apply func()) {
+		d1 := time.Date(2026, 3, 2, 23, 30, 0, 0, time.UTC)
+		record(t, db, "E100", d1)
+		record(t, db, "E100", d1.Add(time.Hour)) // the next UTC day
+		record(t, db, "E100", d1.Add(24*time.Hour))
+		apply()
+		count := func(from, to time.Time) (events, shifts int) {
+			err := db.Log(from, to, func(e LogEntry) error {
+				if e.Event != nil {
+					events++
+				}
+				if e.Shift != nil {
+					shifts++
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return events, shifts
 		}
-		if e.Shift != nil {
-			shifts++
+		if e, s := count(d1.Add(30*time.Minute), d1.Add(2*time.Hour)); e != 1 || s != 1 {
+			t.Fatalf("log = %d events, %d shifts", e, s)
+		}
+		if e, s := count(d1, d1.Add(25*time.Hour)); e != 3 || s != 1 {
+			t.Fatalf("log over two days = %d events, %d shifts", e, s)
+		}
+		if e, s := count(time.Time{}, time.Time{}); e != 3 || s != 1 {
+			t.Fatalf("whole log = %d events, %d shifts", e, s)
+		}
+		if e, s := count(d1.Add(48*time.Hour), d1.Add(72*time.Hour)); e != 0 || s != 0 {
+			t.Fatalf("empty day = %d events, %d shifts", e, s)
+		}
+	})
+}
+
+// Delivered records past the retention horizon are pruned; unsent,
+// unconfirmed and dead ones are kept whatever their age.
+func TestPruneRetention(t *testing.T) {
+	clock := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", Confirm: ConfirmConnector, Retention: 30 * 24 * time.Hour, Now: func() time.Time { return clock }})
+	db.ReplaceRoster(loadRoster(t))
+	old := clock.AddDate(0, -2, 0)
+	var ids []string
+	for i := range 8 {
+		out := record(t, db, "E100", old.Add(time.Duration(i)*time.Hour))
+		ids = append(ids, out.Event.ID)
+	}
+	recent := record(t, db, "E101", clock.Add(-time.Hour))
+	db.writeMu.Lock()
+	db.applyAll()
+	db.writeMu.Unlock()
+	rows, _ := db.Peek(0, 100)
+	var seqs []uint64
+	for _, r := range rows {
+		seqs = append(seqs, r.Seq)
+	}
+	// rows: e1 e2 s3 e4 e5 s6 ... ; confirm all but: e1 (left unsent is
+	// impossible after Sent, so keep e1 unconfirmed), e2 rejected.
+	db.Sent(seqs[1:], clock)
+	var acks []Ack
+	for _, r := range rows[2:] {
+		var v struct{ ID string }
+		json.Unmarshal(r.Payload, &v)
+		acks = append(acks, Ack{ID: v.ID, OK: true})
+	}
+	acks = append(acks, Ack{ID: ids[1], OK: false, Error: "nope"})
+	db.Confirm(acks, clock)
+	n, err := db.Prune(clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	db.Log(time.Time{}, time.Time{}, func(e LogEntry) error {
+		if e.Event != nil {
+			left = append(left, e.Event.ID)
+		} else {
+			left = append(left, e.Shift.ID)
 		}
 		return nil
 	})
-	if err != nil || events != 1 || shifts != 1 {
-		t.Fatalf("log = %d events, %d shifts, %v", events, shifts, err)
+	want := []string{ids[0], ids[1], recent.Event.ID}
+	if len(left) != len(want) || left[0] != want[0] || left[1] != want[1] || left[2] != want[2] {
+		t.Fatalf("after pruning %d: log = %v, want %v (unsent, dead, recent)", n, left, want)
+	}
+	if n != len(rows)-3 {
+		t.Fatalf("pruned %d, want %d", n, len(rows)-3)
 	}
 }

@@ -49,7 +49,7 @@ type prefillResult struct {
 }
 
 // prefill stores the roster and then punches punches, as the agent would
-// decide them (punch.Decide, store.Tx.Record), in transactions of chunk
+// decide them (punch.Decide, store.Append), in transactions of chunk
 // punches with fsync off; the database is then closed and opened again
 // normally. Each employee in turn badges in and, eight hours later, out,
 // so punches/2 shifts are completed. With shiftsOnly, the events' outbox
@@ -80,7 +80,9 @@ func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool
 	var payload, sampled int
 	for done := 0; done < punches; {
 		n := min(chunk, punches-done)
-		err := db.Update(func(tx *store.Tx) error {
+		outs := make([]punch.Outcome, n)
+		ptrs := make([]*punch.Outcome, n)
+		err := func() error {
 			for j := range n {
 				i := done + j
 				e := i / 2 % len(emps)       // employee
@@ -89,13 +91,12 @@ func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool
 				if i%2 == 1 {
 					at = at.Add(8*time.Hour + 30*time.Minute)
 				}
-				out := punch.Decide(punch.Input{
+				outs[j] = punch.Decide(punch.Input{
 					Reader: "front", Mode: punch.ModeToggle, CredType: roster.Card, CredVal: card(e),
 					At: at, ClockSynced: true, Employee: &emps[e], Open: open[e],
 				})
-				if err := tx.Record(&out); err != nil {
-					return err
-				}
+				out := &outs[j]
+				ptrs[j] = out
 				if out.NewOpen != nil {
 					open[e] = out.NewOpen
 				}
@@ -115,8 +116,8 @@ func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool
 					}
 				}
 			}
-			return nil
-		})
+			return db.Append(ptrs)
+		}()
 		if err != nil {
 			return res, err
 		}
@@ -162,7 +163,7 @@ func dropEvents(db *store.DB) error {
 				seqs = append(seqs, r.Seq)
 			}
 		}
-		if err := db.Remove(seqs, time.Now()); err != nil {
+		if err := db.Sent(seqs, time.Now()); err != nil {
 			return err
 		}
 		after = rows[len(rows)-1].Seq

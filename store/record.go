@@ -1,0 +1,133 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/punchclock/punchclock/punch"
+)
+
+// entry is one recorded punch as journaled and as held until applied:
+// its event, the shift it completes, and the open entry it creates or
+// closes. Sequences are assigned when it is recorded; the JSON of the
+// event and the shift is final: it is what is published, byte for byte,
+// on every send.
+type entry struct {
+	EmployeeID string          `json:"emp,omitempty"`
+	At         int64           `json:"at"` // unix ms of the punch
+	EventSeq   uint64          `json:"es"`
+	Event      json.RawMessage `json:"ev"`
+	Close      bool            `json:"close,omitempty"`
+	Open       *punch.Open     `json:"open,omitempty"`
+	ShiftSeq   uint64          `json:"ss,omitempty"`
+	Shift      json.RawMessage `json:"sh,omitempty"`
+}
+
+func (e *entry) time() time.Time { return time.UnixMilli(e.At) }
+
+// recRef is one record of an entry.
+type recRef struct {
+	seq     uint64
+	kind    byte
+	payload []byte
+}
+
+func (e *entry) records() []recRef {
+	rs := []recRef{{e.EventSeq, KindEvent, e.Event}}
+	if e.Shift != nil {
+		rs = append(rs, recRef{e.ShiftSeq, KindShift, e.Shift})
+	}
+	return rs
+}
+
+// A stored record, in bucket rec under its seq:
+//
+//	byte 0     kind: 'e' event, 's' shift
+//	bytes 1-8  time of the punch, unix ms, big endian (retention and the
+//	           log read it without decoding the payload)
+//	bytes 9-   the payload, as published
+const recHeader = 9
+
+func encodeRecord(kind byte, at int64, payload []byte) []byte {
+	v := make([]byte, recHeader+len(payload))
+	v[0] = kind
+	binary.BigEndian.PutUint64(v[1:], uint64(at))
+	copy(v[recHeader:], payload)
+	return v
+}
+
+// storedRec is a decoded stored record.
+type storedRec struct {
+	seq     uint64
+	kind    byte
+	at      time.Time
+	payload []byte // aliases bbolt's memory: valid inside the transaction
+}
+
+func decodeRecord(seq uint64, v []byte) (storedRec, error) {
+	if len(v) < recHeader || (v[0] != KindEvent && v[0] != KindShift) {
+		return storedRec{}, fmt.Errorf("%w: record %d", ErrCorrupt, seq)
+	}
+	return storedRec{
+		seq:     seq,
+		kind:    v[0],
+		at:      time.UnixMilli(int64(binary.BigEndian.Uint64(v[1:]))),
+		payload: v[recHeader:],
+	}, nil
+}
+
+func getRecord(tx *bolt.Tx, seq uint64) (storedRec, error) {
+	v := tx.Bucket(bRec).Get(u64(seq))
+	if v == nil {
+		return storedRec{}, fmt.Errorf("%w: record %d", ErrUnknownID, seq)
+	}
+	return decodeRecord(seq, v)
+}
+
+// Delivery states a pending record can reach before it is applied.
+const (
+	stNone = iota // unsent
+	stSent        // PUBACKed, waiting for a connector (connector mode)
+	stDone        // delivered (broker mode) or confirmed
+	stDead        // dead letter
+)
+
+type early struct {
+	state  int
+	at     time.Time
+	reason string
+	source string
+}
+
+// DeadLetter is a record a connector rejected or the broker would not
+// take, with the reason.
+type DeadLetter struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // "event" or "shift"
+	// Error is the connector's words, or the uplink's reason.
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+	// Source is "connector" (an ack with ok:false) or "uplink" (the
+	// broker would not take it).
+	Source string `json:"source"`
+	// Record is the record as it was first published.
+	Record json.RawMessage `json:"record"`
+}
+
+// deadValue is what the dead bucket keeps under a record's seq.
+type deadValue struct {
+	Error  string    `json:"error"`
+	At     time.Time `json:"at"`
+	Source string    `json:"source"`
+}
+
+func kindName(k byte) string {
+	if k == KindShift {
+		return "shift"
+	}
+	return "event"
+}

@@ -134,6 +134,34 @@ func (a *Agent) handleControl(c net.Conn) {
 		}
 		return
 	}
+	if rest, ok := strings.CutPrefix(cmd, "errors "); ok {
+		c.SetDeadline(time.Now().Add(5 * time.Minute))
+		enc := json.NewEncoder(c)
+		since, err := parseBoundArg(rest)
+		if err == nil {
+			err = a.db.DeadLetters(since, func(d store.DeadLetter) error { return enc.Encode(d) })
+		}
+		if err != nil {
+			enc.Encode(map[string]string{"error": err.Error()})
+		}
+		return
+	}
+	if rest, ok := strings.CutPrefix(cmd, "replay "); ok {
+		ids, all := replayArgs(rest)
+		done, err := a.db.Replay(ids, all)
+		if err != nil {
+			resp = map[string]string{"error": err.Error()}
+		} else {
+			a.log.Info("dead letters replayed", "records", len(done))
+			if a.up != nil {
+				a.up.Notify()
+				a.up.PublishStatus()
+			}
+			resp = replayResult{Replayed: done}
+		}
+		json.NewEncoder(c).Encode(resp)
+		return
+	}
 	switch cmd {
 	case "status":
 		st, err := a.Status()
@@ -193,29 +221,75 @@ func parseRange(args string) (from, to time.Time, err error) {
 	if len(f) != 2 {
 		return from, to, fmt.Errorf("log wants FROM and TO, got %q", args)
 	}
-	parse := func(s string) (time.Time, error) {
-		if s == "-" {
-			return time.Time{}, nil
-		}
-		return time.Parse(time.RFC3339Nano, s)
-	}
-	if from, err = parse(f[0]); err != nil {
+	if from, err = parseBoundArg(f[0]); err != nil {
 		return from, to, err
 	}
-	to, err = parse(f[1])
+	to, err = parseBoundArg(f[1])
 	return from, to, err
+}
+
+// parseBoundArg reads an RFC 3339 time or "-" (open) from a request.
+func parseBoundArg(s string) (time.Time, error) {
+	if s = strings.TrimSpace(s); s == "-" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+func bound(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// replayArgs reads "-all" or ids separated by spaces.
+func replayArgs(s string) (ids []string, all bool) {
+	f := strings.Fields(s)
+	if len(f) == 1 && f[0] == "-all" {
+		return nil, true
+	}
+	return f, false
+}
+
+type replayResult struct {
+	Replayed []string `json:"replayed"`
 }
 
 // QueryLog streams the punch log of cfg's terminal for [from, to) (zero
 // bounds are open), from the running agent or, when none answers, from
 // the database.
 func QueryLog(cfg *config.Config, from, to time.Time, fn func(store.LogEntry) error) error {
-	bound := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
+	return stream(cfg, fmt.Sprintf("log %s %s\n", bound(from), bound(to)), func(db *store.DB) error {
+		return db.Log(from, to, fn)
+	}, func(raw json.RawMessage) error {
+		var le store.LogEntry
+		if err := json.Unmarshal(raw, &le); err != nil {
+			return fmt.Errorf("agent: control socket: %w", err)
 		}
-		return t.Format(time.RFC3339Nano)
-	}
+		return fn(le)
+	})
+}
+
+// QueryDeadLetters streams the dead letters of cfg's terminal that became
+// dead letters at or after since (zero: all), from the running agent or,
+// when none answers, from the database.
+func QueryDeadLetters(cfg *config.Config, since time.Time, fn func(store.DeadLetter) error) error {
+	return stream(cfg, fmt.Sprintf("errors %s\n", bound(since)), func(db *store.DB) error {
+		return db.DeadLetters(since, fn)
+	}, func(raw json.RawMessage) error {
+		var d store.DeadLetter
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("agent: control socket: %w", err)
+		}
+		return fn(d)
+	})
+}
+
+// stream sends req to the running agent and passes each JSON line of the
+// answer to line; when no agent answers, it runs local on the database
+// opened read-only.
+func stream(cfg *config.Config, req string, local func(*store.DB) error, line func(json.RawMessage) error) error {
 	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
 	if err != nil {
 		db, err := store.Open(cfg.DataDir, store.Options{ReadOnly: true, DeviceID: cfg.DeviceID, Timeout: 2 * time.Second})
@@ -223,10 +297,10 @@ func QueryLog(cfg *config.Config, from, to time.Time, fn func(store.LogEntry) er
 			return fmt.Errorf("agent: no agent answers on %s and %w", SocketPath(cfg), err)
 		}
 		defer db.Close()
-		return db.Log(from, to, fn)
+		return local(db)
 	}
 	defer c.Close()
-	if _, err := fmt.Fprintf(c, "log %s %s\n", bound(from), bound(to)); err != nil {
+	if _, err := io.WriteString(c, req); err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
 	}
 	dec := json.NewDecoder(c)
@@ -241,12 +315,47 @@ func QueryLog(cfg *config.Config, from, to time.Time, fn func(store.LogEntry) er
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 			return fmt.Errorf("agent: %s", e.Error)
 		}
-		var le store.LogEntry
-		if err := json.Unmarshal(raw, &le); err != nil {
-			return fmt.Errorf("agent: control socket: %w", err)
-		}
-		if err := fn(le); err != nil {
+		if err := line(raw); err != nil {
 			return err
 		}
 	}
+}
+
+// Replay makes dead letters of cfg's terminal unsent again (the ids
+// given, or all of them), with their original ids, times and bytes: in
+// the running agent, or, when none answers, in the database directly
+// (the agent sends them when it next runs).
+func Replay(cfg *config.Config, ids []string, all bool) ([]string, error) {
+	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
+	if err != nil {
+		db, err := store.Open(cfg.DataDir, storeOptions(cfg, nil))
+		if err != nil {
+			return nil, fmt.Errorf("agent: no agent answers on %s and %w", SocketPath(cfg), err)
+		}
+		done, err := db.Replay(ids, all)
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		return done, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	arg := strings.Join(ids, " ")
+	if all {
+		arg = "-all"
+	}
+	if _, err := fmt.Fprintf(c, "replay %s\n", arg); err != nil {
+		return nil, fmt.Errorf("agent: control socket: %w", err)
+	}
+	var resp struct {
+		replayResult
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("agent: control socket: %w", err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("agent: %s", resp.Error)
+	}
+	return resp.Replayed, nil
 }

@@ -41,10 +41,19 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 	}
 	next := db.next
 	batch := make([]*entry, len(outs))
+	// The entry events opened in this batch: an exit decided in the same
+	// batch was paired before its entry had an id.
+	opened := map[string]string{}
 	for i, out := range outs {
+		if sh := out.Shift; sh != nil && sh.InEvent == "" {
+			sh.InEvent = opened[out.Event.EmployeeID]
+		}
 		e, err := db.newEntry(out, &next)
 		if err != nil {
 			return err
+		}
+		if out.NewOpen != nil {
+			opened[out.Event.EmployeeID] = out.Event.ID
 		}
 		batch[i] = e
 	}

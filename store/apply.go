@@ -196,7 +196,7 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) error {
 		var c counts
 		for _, e := range snapshot {
 			for _, r := range e.records() {
-				if err := recs.Put(u64(r.seq), encodeRecord(r.kind, e.At, r.payload)); err != nil {
+				if err := recs.Put(u64(r.seq), db.encodeRecord(r.kind, e.At, r.payload)); err != nil {
 					return err
 				}
 				if err := db.putState(tx, r.seq, states[r.seq], &c); err != nil {

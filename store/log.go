@@ -132,7 +132,16 @@ func (db *DB) logPage(after, last uint64, in func(time.Time) bool) (page []LogEn
 			if err != nil {
 				return err
 			}
-			if err := add(seq, r.kind, r.at, r.payload); err != nil {
+			if !in(r.at) {
+				n++
+				seen = seq
+				continue
+			}
+			p, err := db.payload(r)
+			if err != nil {
+				return err
+			}
+			if err := add(seq, r.kind, r.at, p); err != nil {
 				return err
 			}
 		}

@@ -43,7 +43,11 @@ func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 			if err != nil {
 				return fmt.Errorf("%w: unsent record %d is missing", ErrCorrupt, seq)
 			}
-			rows = append(rows, OutboxRow{Seq: seq, Kind: r.kind, Payload: append([]byte(nil), r.payload...)})
+			p, err := db.payload(r)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, OutboxRow{Seq: seq, Kind: r.kind, Payload: p})
 		}
 		return nil
 	})
@@ -359,7 +363,11 @@ func (db *DB) DeadLetters(since time.Time, fn func(DeadLetter) error) error {
 			if err != nil {
 				return fmt.Errorf("%w: dead letter %d has no record", ErrCorrupt, seq)
 			}
-			out = append(out, deadLetter(r.kind, r.payload, dv))
+			p, err := db.payload(r)
+			if err != nil {
+				return err
+			}
+			out = append(out, deadLetter(r.kind, p, dv))
 			return nil
 		})
 	})
@@ -433,7 +441,11 @@ func (db *DB) Replay(ids []string, all bool) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			id := deadLetter(r.kind, r.payload, deadValue{}).ID
+			p, err := db.payload(r)
+			if err != nil {
+				return err
+			}
+			id := deadLetter(r.kind, p, deadValue{}).ID
 			if all || want[id] {
 				seqs = append(seqs, seq)
 				done = append(done, id)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,8 +58,7 @@ func (db *DB) pruneStep(horizon int64) (n int, more bool, err error) {
 			if len(v) < recHeader {
 				return fmt.Errorf("%w: record %x", ErrCorrupt, k)
 			}
-			at := int64(binary.BigEndian.Uint64(v[1:]))
-			if at >= horizon && !squeeze {
+			if recTime(v).UnixMilli() >= horizon && !squeeze {
 				break // records are (nearly) in time order
 			}
 			if unsent.Get(k) != nil || unconf.Get(k) != nil || dead.Get(k) != nil {

@@ -47,37 +47,60 @@ func (e *entry) records() []recRef {
 // A stored record, in bucket rec under its seq:
 //
 //	byte 0     kind: 'e' event, 's' shift
-//	bytes 1-8  time of the punch, unix ms, big endian (retention and the
+//	byte 1     codec: 0 raw, 1 deflate with the database's dictionary
+//	bytes 2-9  time of the punch, unix ms, big endian (retention and the
 //	           log read it without decoding the payload)
-//	bytes 9-   the payload, as published
-const recHeader = 9
+//	bytes 10-  the payload, as published, in that codec
+const recHeader = 10
 
-func encodeRecord(kind byte, at int64, payload []byte) []byte {
-	v := make([]byte, recHeader+len(payload))
-	v[0] = kind
-	binary.BigEndian.PutUint64(v[1:], uint64(at))
-	copy(v[recHeader:], payload)
+func (db *DB) encodeRecord(kind byte, at int64, payload []byte) []byte {
+	body, codec := payload, byte(codecRaw)
+	if db.codec != nil {
+		if z := db.codec.compress(payload); z != nil {
+			body, codec = z, codecDeflate
+		}
+	}
+	v := make([]byte, recHeader+len(body))
+	v[0], v[1] = kind, codec
+	binary.BigEndian.PutUint64(v[2:], uint64(at))
+	copy(v[recHeader:], body)
 	return v
 }
 
 // storedRec is a decoded stored record.
 type storedRec struct {
-	seq     uint64
-	kind    byte
-	at      time.Time
-	payload []byte // aliases bbolt's memory: valid inside the transaction
+	seq   uint64
+	kind  byte
+	codec byte
+	at    time.Time
+	body  []byte // aliases bbolt's memory: valid inside the transaction
 }
 
 func decodeRecord(seq uint64, v []byte) (storedRec, error) {
-	if len(v) < recHeader || (v[0] != KindEvent && v[0] != KindShift) {
+	if len(v) < recHeader || (v[0] != KindEvent && v[0] != KindShift) || v[1] > codecDeflate {
 		return storedRec{}, fmt.Errorf("%w: record %d", ErrCorrupt, seq)
 	}
 	return storedRec{
-		seq:     seq,
-		kind:    v[0],
-		at:      time.UnixMilli(int64(binary.BigEndian.Uint64(v[1:]))),
-		payload: v[recHeader:],
+		seq:   seq,
+		kind:  v[0],
+		codec: v[1],
+		at:    recTime(v),
+		body:  v[recHeader:],
 	}, nil
+}
+
+func recTime(v []byte) time.Time { return time.UnixMilli(int64(binary.BigEndian.Uint64(v[2:]))) }
+
+// payload returns the record's payload as first published, in memory of
+// its own.
+func (db *DB) payload(r storedRec) ([]byte, error) {
+	if r.codec == codecRaw {
+		return append([]byte(nil), r.body...), nil
+	}
+	if db.codec == nil {
+		return nil, fmt.Errorf("%w: record %d is compressed and the database has no dictionary", ErrCorrupt, r.seq)
+	}
+	return db.codec.decompress(r.seq, r.body)
 }
 
 func getRecord(tx *bolt.Tx, seq uint64) (storedRec, error) {

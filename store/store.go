@@ -192,6 +192,7 @@ type DB struct {
 	opts     Options
 	deviceID string
 	dbID     string
+	codec    *codec // nil: records are stored raw
 
 	// Locks, always taken in this order. applyMu is held by the commit of
 	// pending punches to bbolt and by every change of a record's delivery
@@ -293,6 +294,9 @@ func (db *DB) open(dir string) error {
 				return fmt.Errorf("%w: database layout %d, this agent reads %d: start the agent once to convert it", ErrCorrupt, v, schemaVersion)
 			}
 			db.dbID = string(m.Get(kDBID))
+			if d := m.Get(kDict); d != nil {
+				db.codec = newCodec(append([]byte(nil), d...))
+			}
 			db.journalSeq = getU64(m, kJournalSeq)
 			db.loadSeqs(tx)
 			return nil
@@ -374,6 +378,14 @@ func (db *DB) init(tx *bolt.Tx) error {
 		}
 	}
 	db.dbID = string(id)
+	dict := m.Get(kDict)
+	if dict == nil {
+		dict = makeDict(db.deviceID, db.dbID)
+		if err := m.Put(kDict, dict); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	db.codec = newCodec(append([]byte(nil), dict...))
 	db.journalSeq = getU64(m, kJournalSeq)
 	db.loadSeqs(tx)
 	return nil

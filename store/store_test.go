@@ -481,3 +481,66 @@ func TestPruneRetention(t *testing.T) {
 		t.Fatalf("pruned %d, want %d", n, len(rows)-3)
 	}
 }
+
+// An entry and its exit decided in one batch (a double badge within one
+// group commit) pair with the entry's id.
+func TestPairWithinOneAppend(t *testing.T) {
+	db := open(t, t.TempDir())
+	r := loadRoster(t)
+	db.ReplaceRoster(r)
+	e := &r.Employees[0]
+	t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	in := punch.Decide(punch.Input{Reader: "front", Mode: punch.ModeToggle, CredType: "card", At: t0, ClockSynced: true, Employee: e})
+	out := punch.Decide(punch.Input{Reader: "front", Mode: punch.ModeToggle, CredType: "card", At: t0.Add(time.Second), ClockSynced: true, Employee: e, Open: in.NewOpen})
+	if err := db.Append([]*punch.Outcome{&in, &out}); err != nil {
+		t.Fatal(err)
+	}
+	if out.Shift == nil || out.Shift.InEvent != in.Event.ID || in.Event.ID == "" {
+		t.Fatalf("shift in_event = %q, entry id %q", out.Shift.InEvent, in.Event.ID)
+	}
+}
+
+// Stored records are deflated with the database's dictionary and come
+// back byte for byte, across a reopen and read-only.
+func TestRecordsCompressedByteForByte(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{DeviceID: "door-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.ReplaceRoster(loadRoster(t))
+	record(t, db, "E100", time.Now())
+	record(t, db, "E100", time.Now().Add(time.Hour))
+	want := map[uint64]string{}
+	rows, _ := db.Peek(0, 10)
+	for _, r := range rows {
+		want[r.Seq] = string(r.Payload)
+	}
+	db.Close()
+	ro, err := Open(dir, Options{DeviceID: "other-name", ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var raw, stored int
+	ro.Bolt().View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bRec).ForEach(func(k, v []byte) error {
+			r, _ := decodeRecord(0, v)
+			if r.codec != codecDeflate {
+				t.Errorf("record %x stored with codec %d", k, r.codec)
+			}
+			stored += len(r.body)
+			return nil
+		})
+	})
+	again, _ := ro.Peek(0, 10)
+	for _, r := range again {
+		raw += len(r.Payload)
+		if want[r.Seq] != string(r.Payload) {
+			t.Fatalf("record %d came back as %s, want %s", r.Seq, r.Payload, want[r.Seq])
+		}
+	}
+	if len(again) != 3 || stored*2 > raw {
+		t.Fatalf("%d records, %d bytes stored for %d of JSON", len(again), stored, raw)
+	}
+}

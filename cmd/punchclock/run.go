@@ -40,6 +40,11 @@ commands:
   status -config FILE [-json] roster, outbox, open entries, last uplink
   log -config FILE [-from DATE] [-to DATE] [-json]
                              every decision and shift, filtered by date
+  errors -config FILE [-since DATE] [-json]
+                             dead letters: records a connector rejected or
+                             the broker would not take, with the reason
+  replay -config FILE ID... | -all
+                             send dead letters again, unchanged
   check-config -config FILE  validate a configuration file
   sample-config              print the commented sample configuration
   version                    print the version
@@ -57,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args[1:], stdout, stderr)
 	case "log":
 		return cmdLog(args[1:], stdout, stderr)
+	case "errors":
+		return cmdErrors(args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "sample-config":
@@ -246,6 +255,23 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "roster error:    %s\n", st.RosterError)
 	}
 	fmt.Fprintf(w, "outbox pending:  %d\n", st.Pending)
+	if st.Unconfirmed > 0 {
+		fmt.Fprintf(w, "unconfirmed:     %d, oldest %s\n", st.Unconfirmed, st.OldestUnconfirmed.Local().Format(time.RFC3339))
+	}
+	if st.DeadLetters > 0 {
+		fmt.Fprintf(w, "dead letters:    %d (punchclock errors; punchclock replay)\n", st.DeadLetters)
+	}
+	fmt.Fprintf(w, "data:            %d MB", st.DataBytes>>20)
+	if st.DataLimit > 0 {
+		fmt.Fprintf(w, " of %d MB", st.DataLimit>>20)
+	}
+	fmt.Fprintln(w)
+	if st.StorageWarning != "" {
+		fmt.Fprintf(w, "storage:         %s\n", st.StorageWarning)
+	}
+	if st.Alarm != "" {
+		fmt.Fprintf(w, "ALARM:           %s\n", st.Alarm)
+	}
 	if st.ApplyError != "" {
 		fmt.Fprintf(w, "store error:     %s (punches are kept in the journal)\n", st.ApplyError)
 	}
@@ -291,6 +317,63 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock log: %v\n", err)
 		return exitFail
 	}
+	return exitOK
+}
+
+func cmdErrors(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("errors", flag.ContinueOnError)
+	sinceS := fs.String("since", "", "first day (YYYY-MM-DD, in the site's zone) or RFC 3339 time")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	cfg, code := loadConfig("errors", fs, args, stderr)
+	if cfg == nil {
+		return code
+	}
+	since, err := parseBound(*sinceS, cfg.Location, false)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock errors: -since: %v\n", err)
+		return exitUsage
+	}
+	enc := json.NewEncoder(stdout)
+	n := 0
+	err = agent.QueryDeadLetters(cfg, since, func(d store.DeadLetter) error {
+		n++
+		if *asJSON {
+			return enc.Encode(d)
+		}
+		_, err := fmt.Fprintf(stdout, "%s  %-5s  %s  %s: %s\n", d.At.In(cfg.Location).Format(time.RFC3339), d.Kind, d.ID, d.Source, d.Error)
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock errors: %v\n", err)
+		return exitFail
+	}
+	if n == 0 && !*asJSON {
+		fmt.Fprintln(stdout, "no dead letters")
+	}
+	return exitOK
+}
+
+func cmdReplay(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	all := fs.Bool("all", false, "replay every dead letter")
+	cfg, code := loadConfig("replay", fs, args, stderr)
+	if cfg == nil {
+		return code
+	}
+	ids := fs.Args()
+	if *all == (len(ids) > 0) {
+		fmt.Fprintln(stderr, "punchclock replay: give record ids or -all (not both)")
+		return exitUsage
+	}
+	done, err := agent.Replay(cfg, ids, *all)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock replay: %v\n", err)
+		return exitFail
+	}
+	for _, id := range done {
+		fmt.Fprintf(stdout, "replayed %s\n", id)
+	}
+	fmt.Fprintf(stdout, "%d dead letters replayed: unconfirmed again, sent with their original ids and times\n", len(done))
 	return exitOK
 }
 

@@ -224,6 +224,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.write(writerCtx)
 	}()
 	st, _ := a.db.Status()
+	if st.Alarm != "" {
+		a.log.Error("store alarm: a technician should look", "alarm", st.Alarm)
+	}
 	a.log.Info("ready", "device", a.cfg.DeviceID, "readers", len(a.opts.Readers),
 		"roster_version", st.RosterVersion, "pending", st.Pending, "online", a.up != nil)
 	<-ctx.Done()

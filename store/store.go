@@ -244,17 +244,28 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	_, statErr := os.Stat(path)
-	b, err := bolt.Open(path, 0o640, &bolt.Options{
-		Timeout:      opts.Timeout,
-		ReadOnly:     opts.ReadOnly,
-		FreelistType: bolt.FreelistMapType,
-		NoSync:       opts.NoSync,
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	b, err := openBolt(path, opts)
+	if errors.Is(err, ErrLocked) {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	var why error
+	switch {
+	case err != nil && opts.ReadOnly:
+		return nil, err
+	case err != nil:
+		why = err
+	case !opts.ReadOnly:
+		if why = needsSalvage(b); why != nil {
+			b.Close()
+		}
+	}
+	if why != nil {
+		if _, err := salvage(dir, path, opts.DeviceID, why, opts.Now()); err != nil {
+			return nil, err
+		}
+		if b, err = openBolt(path, opts); err != nil {
+			return nil, err
+		}
 	}
 	if errors.Is(statErr, os.ErrNotExist) && !opts.ReadOnly && !opts.NoSync {
 		// The new file's directory entry must be durable too.
@@ -281,6 +292,47 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 	}
 	return db, nil
+}
+
+func openBolt(path string, opts Options) (*bolt.DB, error) {
+	b, err := bolt.Open(path, 0o640, &bolt.Options{
+		Timeout:      opts.Timeout,
+		ReadOnly:     opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType,
+		NoSync:       opts.NoSync,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// needsSalvage says why an opened database must be moved aside and
+// salvaged: the layout of an earlier version, or a failed consistency
+// check after an unclean stop. nil: it is fine as it is.
+func needsSalvage(b *bolt.DB) error {
+	var old, unclean bool
+	err := b.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if m == nil {
+			return nil // new
+		}
+		old = getU64(m, kSchema) != schemaVersion
+		unclean = getU64(m, kClean) != 1
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case old:
+		return errOldLayout
+	case unclean:
+		return checkDB(b)
+	}
+	return nil
 }
 
 func (db *DB) open(dir string) error {
@@ -366,6 +418,9 @@ func (db *DB) init(tx *bolt.Tx) error {
 	if err := m.Put(kSchema, u64(schemaVersion)); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if err := m.Put(kClean, u64(0)); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	id := m.Get(kDBID)
 	if id == nil {
 		var r [4]byte
@@ -409,6 +464,9 @@ func (db *DB) Close() error {
 	var err error
 	if !db.opts.ReadOnly {
 		err = db.applyAll()
+		if err == nil {
+			err = db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kClean, u64(1)) })
+		}
 	}
 	if jerr := db.jnl.close(); jerr != nil && err == nil {
 		err = fmt.Errorf("store: close journal: %w", jerr)

@@ -382,4 +382,3 @@ func checkDB(b *bolt.DB) (err error) {
 		return nil
 	})
 }
-

@@ -83,6 +83,9 @@ type Options struct {
 type Signaler interface {
 	Accept() error
 	Deny() error
+	// Fault tells the person that the terminal itself cannot take the
+	// punch (its storage is full): not a verdict on their badge.
+	Fault() error
 }
 
 var _ Signaler = (*Panel)(nil)
@@ -165,6 +168,18 @@ func (p *Panel) Deny() error {
 		steps = append(steps, step{at, p.pins.Buzzer, true}, step{at + t.Beep, p.pins.Buzzer, false})
 	}
 	return p.start(steps)
+}
+
+// Fault lights red and green together and sounds one long beep (Light):
+// unlike a deny, it says that the terminal cannot take the punch now. The
+// relay stays off.
+func (p *Panel) Fault() error {
+	t := p.timing
+	return p.start([]step{
+		{0, p.pins.Red, true}, {t.Light, p.pins.Red, false},
+		{0, p.pins.Green, true}, {t.Light, p.pins.Green, false},
+		{0, p.pins.Buzzer, true}, {t.Light, p.pins.Buzzer, false},
+	})
 }
 
 // Close stops the running signal and switches every pin off. It is safe

@@ -319,7 +319,8 @@ func TestFeedback(t *testing.T) {
 	fb.Show("front", punch.Event{Decision: punch.Accepted})
 	fb.Show("front", punch.Event{Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
 	fb.Show("back", punch.Event{Decision: "maybe"})
-	if got, want := sig.Calls(), []string{"accept", "deny"}; !slices.Equal(got, want) {
+	fb.Show("back", punch.Event{Decision: punch.Denied, Reason: punch.ReasonStorageFull})
+	if got, want := sig.Calls(), []string{"accept", "deny", "fault"}; !slices.Equal(got, want) {
 		t.Errorf("calls %v, want %v", got, want)
 	}
 
@@ -342,6 +343,13 @@ func TestFeedbackDrivesPanel(t *testing.T) {
 	fb.Show("front", punch.Event{Decision: punch.Denied})
 	if got := levels(pins); got != "0110" {
 		t.Errorf("denied: pins %s", got)
+	}
+	fb.Show("front", punch.Event{Decision: punch.Denied, Reason: punch.ReasonStorageFull})
+	if got := levels(pins); got != "1110" {
+		t.Errorf("storage full: pins %s, want red, green and the buzzer", got)
+	}
+	if n := pins.Relay.Rises(); n != 1 {
+		t.Errorf("relay pulsed %d times, want once (the accept only)", n)
 	}
 }
 

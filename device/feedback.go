@@ -7,7 +7,8 @@ import (
 )
 
 // Feedback shows punch decisions on a Signaler: accepted → Accept, denied
-// → Deny. It has the method set of agent.Feedback without importing the
+// → Deny, a punch the terminal could not keep (storage_full, store_error)
+// → Fault. It has the method set of agent.Feedback without importing the
 // agent. One Feedback serves every reader of the terminal.
 type Feedback struct {
 	signal Signaler
@@ -27,10 +28,12 @@ func NewFeedback(s Signaler, log *slog.Logger) *Feedback {
 // timers. Other decisions are ignored.
 func (f *Feedback) Show(readerName string, ev punch.Event) {
 	var err error
-	switch ev.Decision {
-	case punch.Accepted:
+	switch {
+	case ev.Reason == punch.ReasonStorageFull || ev.Reason == punch.ReasonStoreError:
+		err = f.signal.Fault()
+	case ev.Decision == punch.Accepted:
 		err = f.signal.Accept()
-	case punch.Denied:
+	case ev.Decision == punch.Denied:
 		err = f.signal.Deny()
 	default:
 		return

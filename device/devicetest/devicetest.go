@@ -187,6 +187,9 @@ func (s *Signaler) Accept() error { return s.record("accept") }
 // Deny implements device.Signaler.
 func (s *Signaler) Deny() error { return s.record("deny") }
 
+// Fault implements device.Signaler.
+func (s *Signaler) Fault() error { return s.record("fault") }
+
 // SetErr makes the following calls return err.
 func (s *Signaler) SetErr(err error) {
 	s.mu.Lock()
@@ -194,7 +197,7 @@ func (s *Signaler) SetErr(err error) {
 	s.err = err
 }
 
-// Calls returns "accept" or "deny" for each call, oldest first.
+// Calls returns "accept", "deny" or "fault" for each call, oldest first.
 func (s *Signaler) Calls() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

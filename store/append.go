@@ -34,9 +34,11 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 	full, unapplied := db.full, len(db.pending)
 	db.mu.RUnlock()
 	if full != nil {
+		poke(db.kick) // what is pending goes to bbolt now
 		return full
 	}
 	if unapplied >= db.opts.MaxUnapplied {
+		poke(db.kick)
 		return fmt.Errorf("%w: %d punches wait for the database (%v)", ErrFull, unapplied, db.applyErrLocked())
 	}
 	next := db.next

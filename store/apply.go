@@ -43,15 +43,19 @@ func (db *DB) applier() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		now := false
 		select {
 		case <-db.quit:
 			return
 		case <-db.wake:
 		case <-db.kick:
+			db.mu.RLock()
+			now = db.applyErr == nil
+			db.mu.RUnlock()
 		}
 		timer.Reset(db.opts.ApplyDelay)
 	wait:
-		for {
+		for !now {
 			select {
 			case <-db.quit:
 				timer.Stop()

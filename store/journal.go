@@ -57,6 +57,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type journal struct {
 	f      *os.File
 	off    int64 // where the next record goes
+	grown  int64 // the largest offset written since the last cut
 	noSync bool
 	buf    []byte
 }
@@ -156,6 +157,7 @@ func (j *journal) append(seq uint64, payload []byte) error {
 		return err
 	}
 	j.off += int64(need)
+	j.grown = max(j.grown, j.off)
 	return nil
 }
 
@@ -170,8 +172,17 @@ func (j *journal) sync() error {
 }
 
 // rewind makes the next record go to offset 0; every record written so
-// far must be in bbolt.
-func (j *journal) rewind() { j.off = 0 }
+// far must be in bbolt. A file that grew far past its preallocation
+// (bbolt could not take punches for a while) is cut back to it, so that
+// the space counts against max_data_mb no longer than needed.
+func (j *journal) rewind() {
+	j.off = 0
+	if j.grown > 4*journalPrealloc {
+		if err := j.f.Truncate(journalPrealloc); err == nil {
+			j.grown = journalPrealloc
+		}
+	}
+}
 
 // journalPair is the two journal files.
 type journalPair struct {

@@ -125,6 +125,7 @@ func (db *DB) Sent(seqs []uint64, at time.Time) error {
 		return ErrReadOnly
 	}
 	connector := db.opts.Confirm == ConfirmConnector
+	defer db.recheckFull()
 	db.applyMu.Lock()
 	defer db.applyMu.Unlock()
 	var inDB []uint64
@@ -200,6 +201,7 @@ func (db *DB) Confirm(acks []Ack, at time.Time) (unknown []string, err error) {
 	if db.opts.ReadOnly {
 		return nil, ErrReadOnly
 	}
+	defer db.recheckFull()
 	db.applyMu.Lock()
 	defer db.applyMu.Unlock()
 	var inDB []Ack

@@ -133,3 +133,15 @@ func (db *DB) updateFull() {
 	db.full = full
 	db.mu.Unlock()
 }
+
+// recheckFull decides again, while Append refuses records, whether it
+// must: records delivered or confirmed can be pruned under pressure. It
+// must be called without applyMu held.
+func (db *DB) recheckFull() {
+	db.mu.RLock()
+	full := db.full != nil
+	db.mu.RUnlock()
+	if full {
+		db.updateFull()
+	}
+}

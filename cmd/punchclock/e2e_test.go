@@ -68,9 +68,27 @@ type terminal struct {
 
 func newTerminal(t *testing.T, broker string) *terminal {
 	t.Helper()
+	return newTerminalWith(t, broker, termOptions{})
+}
+
+// termOptions vary a test terminal: zero fields take the defaults.
+type termOptions struct {
+	dataDir string // default <dir>/data
+	roster  string // default rosterV3
+	extra   string // TOML appended to the configuration
+}
+
+func newTerminalWith(t *testing.T, broker string, o termOptions) *terminal {
+	t.Helper()
 	dir := t.TempDir()
 	tm := &terminal{t: t, dir: dir, config: filepath.Join(dir, "punchclock.toml")}
-	if err := os.WriteFile(filepath.Join(dir, "roster.json"), []byte(rosterV3), 0o644); err != nil {
+	if o.dataDir == "" {
+		o.dataDir = filepath.Join(dir, "data")
+	}
+	if o.roster == "" {
+		o.roster = rosterV3
+	}
+	if err := os.WriteFile(filepath.Join(dir, "roster.json"), []byte(o.roster), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf(`device_id = "door-1"
@@ -89,7 +107,7 @@ port = %q
 baud = 9600
 direction = "toggle"
 repeat_window = "150ms"
-`, filepath.Join(dir, "data"), filepath.Join(dir, "roster.json"), broker, filepath.Join(dir, "dev", "ttyFront"))
+`, o.dataDir, filepath.Join(dir, "roster.json"), broker, filepath.Join(dir, "dev", "ttyFront")) + o.extra
 	if err := os.WriteFile(tm.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -550,8 +550,8 @@ func TestRecordsCompressedByteForByte(t *testing.T) {
 // once records are delivered the oldest are pruned under pressure and
 // the store takes punches again, by itself.
 func TestMaxDataFullAndRecovery(t *testing.T) {
-	const limit = 2 << 20
-	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", NoSync: true, MaxDataBytes: limit, Retention: 365 * 24 * time.Hour})
+	const limit = 1 << 20
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", NoSync: true, MaxDataBytes: limit, MaxUnapplied: 512, Retention: 365 * 24 * time.Hour})
 	db.ReplaceRoster(loadRoster(t))
 	r, _ := db.Roster()
 	t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)

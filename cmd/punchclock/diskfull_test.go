@@ -103,7 +103,9 @@ func TestE2EDiskFull(t *testing.T) {
 	for i, c := range cards {
 		frames[i], _ = rdm6300.Encode(c)
 	}
-	decided := func() int { return strings.Count(tm.logText(), "msg=punch ") + strings.Count(tm.logText(), "msg=\"punch not stored\"") }
+	decided := func() int {
+		return strings.Count(tm.logText(), "msg=punch ") + strings.Count(tm.logText(), "msg=\"punch not stored\"")
+	}
 	badge := func(i int) {
 		t.Helper()
 		want := decided() + 1

@@ -197,17 +197,15 @@ func Normalize(typ, value string) (string, error) {
 
 // CardKeys returns the roster keys under which a card read with the given
 // ten hex digits may be enrolled: its hex form and the decimal of its four
-// ID bytes. This defines which reads a card credential matches: the read
+// ID bytes (only for a read of ten hex digits). This defines which reads a card credential matches: the read
 // R matches the credential V when Key(Card, V) is in CardKeys(R). Validate
 // rejects a roster in which one read would match two employees, and Index
 // finds a read exactly this way.
 func CardKeys(hex10 string) []string {
 	hex10 = strings.ToUpper(hex10)
 	keys := []string{Key(Card, hex10)}
-	if len(hex10) == 10 {
-		if n, err := strconv.ParseUint(hex10[2:], 16, 32); err == nil {
-			keys = append(keys, Key(Card, fmt.Sprintf("%010d", n)))
-		}
+	if v, ok := hex40(hex10); ok {
+		keys = append(keys, Key(Card, fmt.Sprintf("%010d", uint32(v))))
 	}
 	return keys
 }

@@ -51,6 +51,10 @@ func TestCardKeys(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("CardKeys = %v, want %v", got, want)
 	}
+	// Not a card read: only its own key, which no card credential has.
+	if got := CardKeys("ZZ00123456"); len(got) != 1 || got[0] != "card:ZZ00123456" {
+		t.Fatalf("CardKeys(ZZ00123456) = %v", got)
+	}
 }
 
 func TestValidOn(t *testing.T) {

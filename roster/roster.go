@@ -16,9 +16,22 @@ import (
 // ErrInvalid is wrapped by every parse and validation error.
 var ErrInvalid = errors.New("roster: invalid")
 
+// MaxVersion is the highest roster version: 2^53-1, the largest integer
+// that every JSON implementation (JavaScript's numbers included) carries
+// exactly.
+const MaxVersion = 1<<53 - 1
+
 // Roster is one version of the employee list.
 type Roster struct {
-	Version   int64      `json:"version"`
+	Version int64 `json:"version"`
+	// Reset makes the agent accept this roster whatever the stored
+	// version (see Accept): the way out after a wrong version was
+	// accepted.
+	Reset bool `json:"reset,omitempty"`
+	// Empty must be set, and only then, when Employees is an empty list
+	// on purpose, so that a connector that lost its employees cannot
+	// lock everyone out by accident.
+	Empty     bool       `json:"empty,omitempty"`
 	Employees []Employee `json:"employees"`
 }
 
@@ -50,17 +63,22 @@ const (
 const dateLayout = "2006-01-02"
 
 // Parse decodes and validates a roster. Unknown fields are rejected so that
-// a typo in the HR connector is seen, not silently ignored.
+// a typo in the HR connector is seen, not silently ignored. The document
+// must be valid UTF-8 without escaped lone surrogates: the decoder would
+// otherwise replace such bytes with U+FFFD, and an id would no longer be
+// the one the HR system sent. No error names a card value or a PIN.
 func Parse(b []byte) (*Roster, error) {
+	if off := invalidUTF8(b); off >= 0 {
+		return nil, fmt.Errorf("%w: invalid UTF-8 at byte %d", ErrInvalid, off)
+	}
+	if off := loneSurrogate(b); off >= 0 {
+		return nil, fmt.Errorf("%w: at byte %d: a \\u escape of a lone UTF-16 surrogate is not a character", ErrInvalid, off)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var r Roster
 	if err := dec.Decode(&r); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, fmt.Errorf("%w: at byte %d: %v", ErrInvalid, se.Offset, err)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, decodeError(b, err)
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data after the roster object", ErrInvalid)
@@ -73,50 +91,65 @@ func Parse(b []byte) (*Roster, error) {
 
 // Validate checks every employee and credential and normalises credential
 // values in place (cards to ten upper-case hex digits or a decimal key).
+//
+// Two different employees must not hold credentials that one read could
+// match (see CardKeys): for cards that is the same value, and also a
+// decimal card number that equals the last four bytes of another
+// employee's hex card. One employee may list the same card several
+// times, in either form: every read still finds exactly one person.
 func (r *Roster) Validate() error {
-	if r.Version <= 0 {
-		return fmt.Errorf("%w: version must be a positive integer, got %d", ErrInvalid, r.Version)
+	if r.Version < 1 || r.Version > MaxVersion {
+		return fmt.Errorf("%w: version must be a positive integer up to 2^53-1 (%d), got %d", ErrInvalid, int64(MaxVersion), r.Version)
 	}
-	ids := map[string]bool{}
-	creds := map[string]string{}
+	switch {
+	case r.Employees == nil:
+		return fmt.Errorf("%w: employees is missing or null", ErrInvalid)
+	case len(r.Employees) == 0 && !r.Empty:
+		return fmt.Errorf(`%w: employees is empty: a roster without employees must say "empty": true`, ErrInvalid)
+	case len(r.Employees) > 0 && r.Empty:
+		return fmt.Errorf(`%w: "empty": true but employees lists %d`, ErrInvalid, len(r.Employees))
+	}
+	ids := make(map[string]int, len(r.Employees))
+	chk := newChecker(len(r.Employees))
 	for i := range r.Employees {
 		e := &r.Employees[i]
-		where := fmt.Sprintf("employees[%d]", i)
 		if e.ID == "" {
-			return fmt.Errorf("%w: %s.id is required", ErrInvalid, where)
+			return fmt.Errorf("%w: employees[%d].id is required", ErrInvalid, i)
 		}
-		where = fmt.Sprintf("employees[%d] (id %q)", i, e.ID)
-		if ids[e.ID] {
-			return fmt.Errorf("%w: %s: duplicate id", ErrInvalid, where)
+		if first, dup := ids[e.ID]; dup {
+			return fmt.Errorf("%w: %s: duplicate id (also employees[%d])", ErrInvalid, r.where(i), first)
 		}
-		ids[e.ID] = true
+		ids[e.ID] = i
 		for _, d := range []struct{ key, v string }{{"valid_from", e.ValidFrom}, {"valid_until", e.ValidUntil}} {
 			if d.v == "" {
 				continue
 			}
 			if _, err := time.Parse(dateLayout, d.v); err != nil {
-				return fmt.Errorf("%w: %s.%s: %q is not a date YYYY-MM-DD", ErrInvalid, where, d.key, d.v)
+				return fmt.Errorf("%w: %s.%s: %q is not a date YYYY-MM-DD", ErrInvalid, r.where(i), d.key, d.v)
 			}
 		}
 		if e.ValidFrom != "" && e.ValidUntil != "" && e.ValidUntil < e.ValidFrom {
-			return fmt.Errorf("%w: %s: valid_until %s is before valid_from %s", ErrInvalid, where, e.ValidUntil, e.ValidFrom)
+			return fmt.Errorf("%w: %s: valid_until %s is before valid_from %s", ErrInvalid, r.where(i), e.ValidUntil, e.ValidFrom)
 		}
 		for j := range e.Credentials {
 			c := &e.Credentials[j]
-			cw := fmt.Sprintf("%s.credentials[%d]", where, j)
 			v, err := Normalize(c.Type, c.Value)
 			if err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrInvalid, cw, err)
+				return fmt.Errorf("%w: %s.credentials[%d]: %w", ErrInvalid, r.where(i), j, err)
 			}
 			c.Value = v
-			k := Key(c.Type, v)
-			if other, ok := creds[k]; ok {
-				return fmt.Errorf("%w: %s: %s credential is also held by employee %q", ErrInvalid, cw, c.Type, other)
+			if other, why, clash := chk.add(c.Type, v, ref{int32(i), int32(j)}); clash {
+				return fmt.Errorf("%w: %s.credentials[%d]: %s %s.credentials[%d]", ErrInvalid,
+					r.where(i), j, why, r.where(int(other.emp)), other.cred)
 			}
-			creds[k] = e.ID
 		}
 	}
 	return nil
+}
+
+// where names employee i in an error; it is only called on the way out.
+func (r *Roster) where(i int) string {
+	return fmt.Sprintf("employees[%d] (id %q)", i, r.Employees[i].ID)
 }
 
 // Key is the lookup key of a normalised credential.
@@ -126,6 +159,7 @@ func Key(typ, value string) string { return typ + ":" + value }
 // either ten hex digits (EM4100 version byte + four ID bytes), returned in
 // upper case, or the decimal printed on EM cards (the four ID bytes as a
 // number), returned zero-padded to ten digits. PINs are 4 to 12 digits.
+// Its errors never contain the value.
 func Normalize(typ, value string) (string, error) {
 	value = strings.TrimSpace(value)
 	switch typ {
@@ -141,7 +175,7 @@ func Normalize(typ, value string) (string, error) {
 				return fmt.Sprintf("%010d", n), nil
 			}
 		}
-		return "", fmt.Errorf("card value %q must be ten hex digits (0A00123456) or the decimal number printed on the card (0001193046)", value)
+		return "", errors.New("card value must be ten hex digits as a reader sends them, or the decimal number printed on the card (the last four bytes as a number, below 2^32)")
 	case PIN:
 		if len(value) < 4 || len(value) > 12 || !isDigits(value) {
 			return "", errors.New("pin must be 4 to 12 digits")
@@ -153,20 +187,25 @@ func Normalize(typ, value string) (string, error) {
 		}
 		return value, nil
 	default:
-		return "", fmt.Errorf("type %q is not card, pin or fingerprint", typ)
+		if isTypeName(typ) {
+			return "", fmt.Errorf("type %q is not card, pin or fingerprint", typ)
+		}
+		// Not a word: perhaps a value in the wrong field. Do not echo it.
+		return "", errors.New("type is not card, pin or fingerprint")
 	}
 }
 
 // CardKeys returns the roster keys under which a card read with the given
 // ten hex digits may be enrolled: its hex form and the decimal of its four
-// ID bytes.
+// ID bytes (only for a read of ten hex digits). This defines which reads a card credential matches: the read
+// R matches the credential V when Key(Card, V) is in CardKeys(R). Validate
+// rejects a roster in which one read would match two employees, and Index
+// finds a read exactly this way.
 func CardKeys(hex10 string) []string {
 	hex10 = strings.ToUpper(hex10)
 	keys := []string{Key(Card, hex10)}
-	if len(hex10) == 10 {
-		if n, err := strconv.ParseUint(hex10[2:], 16, 32); err == nil {
-			keys = append(keys, Key(Card, fmt.Sprintf("%010d", n)))
-		}
+	if v, ok := hex40(hex10); ok {
+		keys = append(keys, Key(Card, fmt.Sprintf("%010d", uint32(v))))
 	}
 	return keys
 }

@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,13 @@ var rules = []struct {
 	{"uplink", []string{module + "/reader", module + "/device", module + "/store", module + "/agent", "periph.io", "github.com/tarm/serial"}, "the uplink knows nothing of hardware or of how the outbox is stored"},
 	{"punch", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial", module + "/store", module + "/reader"}, "the rules do no I/O"},
 	{"roster", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial", module + "/store"}, "the roster does no I/O"},
+	{"flood", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial"}, "the flood limiter does no I/O"},
+}
+
+// onlyProject: packages under a prefix may depend on no package of this
+// module but the listed ones.
+var onlyProject = map[string][]string{
+	"flood": {module + "/punch", module + "/roster"}, // a pure rule beside punch.Decide
 }
 
 func TestDependenciesPointInward(t *testing.T) {
@@ -91,6 +99,16 @@ func TestDependenciesPointInward(t *testing.T) {
 					if d == f || strings.HasPrefix(d, f+"/") || (strings.HasSuffix(f, ".io") && strings.HasPrefix(d, f)) {
 						t.Errorf("%s depends on %s: %s", p.ImportPath, d, r.why)
 					}
+				}
+			}
+		}
+		for under, allowed := range onlyProject {
+			if rel != under && !strings.HasPrefix(rel, under+"/") {
+				continue
+			}
+			for _, d := range p.Deps {
+				if strings.HasPrefix(d, module+"/") && !slices.Contains(allowed, d) {
+					t.Errorf("%s depends on %s: it may use only %v of this module", p.ImportPath, d, allowed)
 				}
 			}
 		}

@@ -77,7 +77,7 @@ type Agent struct {
 	reads chan reader.Read
 
 	// idx is the roster in use; replaced whole, never changed.
-	idx atomic.Pointer[rosterIndex]
+	idx atomic.Pointer[roster.Index]
 	// open holds every employee's open entry; owned by the writer (and
 	// by New before Run).
 	open map[string]*punch.Open
@@ -345,7 +345,7 @@ func (a *Agent) show(readerName string, ev punch.Event) {
 
 // decide decides one read from memory: the roster index and the open
 // entries (as changed by the reads before it in the same batch).
-func (a *Agent) decide(idx *rosterIndex, changed map[string]*punch.Open, rd reader.Read) punch.Outcome {
+func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, rd reader.Read) punch.Outcome {
 	emp := idx.Lookup(rd.Type, rd.Value)
 	var open *punch.Open
 	if emp != nil {
@@ -408,7 +408,7 @@ func (a *Agent) load() error {
 			return fmt.Errorf("agent: %w", err)
 		}
 		a.rosterSum = sum
-		a.idx.Store(newRosterIndex(r))
+		a.idx.Store(roster.NewIndex(r))
 	}
 	open, err := a.db.OpenEntries()
 	if err != nil {
@@ -452,7 +452,7 @@ func (a *Agent) applyRoster(b []byte, source string) {
 	case errors.Is(err, errRosterSame):
 		a.log.Debug("roster unchanged", "source", source, "version", r.Version)
 		return
-	case errors.Is(err, errRosterNotNewer) && source != "mqtt roster":
+	case errors.Is(err, roster.ErrNotNewer) && source != "mqtt roster":
 		// A roster_file older than the roster received over MQTT is
 		// expected after the first sync: not an error to show forever.
 		a.log.Info("roster_file is older than the stored roster; keeping the stored one", "source", source, "err", err)
@@ -465,7 +465,7 @@ func (a *Agent) applyRoster(b []byte, source string) {
 			a.log.Error("roster rejection not recorded", "err", serr)
 		}
 	} else {
-		a.idx.Store(newRosterIndex(r))
+		a.idx.Store(roster.NewIndex(r))
 		a.rosterSum = sum
 		a.log.Info("roster loaded", "source", source, "version", r.Version, "employees", len(r.Employees))
 	}
@@ -491,7 +491,7 @@ func (a *Agent) checkRoster(b []byte) (*roster.Roster, []byte, error) {
 	if bytes.Equal(sum, a.rosterSum) {
 		return r, sum, errRosterSame
 	}
-	if err := acceptRoster(a.idx.Load().Version(), r, a.opts.Now()); err != nil {
+	if err := roster.Accept(a.idx.Load().Version(), r, a.opts.Now()); err != nil {
 		return r, sum, err
 	}
 	return r, sum, nil

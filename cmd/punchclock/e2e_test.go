@@ -371,7 +371,7 @@ func TestE2EMalformedRosterKeepsOld(t *testing.T) {
 		t.Fatalf("status = %v", st)
 	}
 	// An older roster is rejected too.
-	b.Publish(t, "punchclock/door-1/roster", []byte(`{"version": 2, "employees": []}`), true)
+	b.Publish(t, "punchclock/door-1/roster", []byte(`{"version": 2, "employees": [], "empty": true}`), true)
 	tm.waitLog("old roster rejection", func(s string) bool { return strings.Count(s, "roster rejected") >= 2 })
 	// The old roster still works.
 	tm.badge("0A00123456")
@@ -384,7 +384,7 @@ func TestE2EMalformedRosterKeepsOld(t *testing.T) {
 		t.Fatalf("shift = %+v", s[0])
 	}
 	// A newer, valid roster replaces it.
-	b.Publish(t, "punchclock/door-1/roster", []byte(`{"version": 5, "employees": []}`), true)
+	b.Publish(t, "punchclock/door-1/roster", []byte(`{"version": 5, "employees": [], "empty": true}`), true)
 	tm.waitLog("roster 5", func(s string) bool { return strings.Contains(s, "version=5") })
 	if st := tm.status(); st["roster_version"] != float64(5) || st["roster_size"] != float64(0) || st["roster_error"] != nil {
 		t.Fatalf("status after v5 = %v", st)

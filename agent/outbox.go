@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"time"
 
 	"github.com/punchclock/punchclock/store"
@@ -12,6 +13,8 @@ type outbox struct {
 	db  *store.DB
 	now func() time.Time
 }
+
+var _ uplink.Outbox = outbox{}
 
 func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	rows, err := o.db.Peek(after, max)
@@ -29,4 +32,15 @@ func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	return msgs, nil
 }
 
-func (o outbox) Remove(seqs []uint64) error { return o.db.Remove(seqs, o.now()) }
+func (o outbox) Sent(seqs []uint64) error { return o.db.Remove(seqs, o.now()) }
+
+// Reject is not wired to the store yet: the uplink keeps the row, logs
+// this error and tries again later.
+func (o outbox) Reject(uint64, string) error {
+	return errors.New("agent: dead letters not wired yet")
+}
+
+func (o outbox) Pending() (int, error) {
+	st, err := o.db.Status()
+	return st.Pending, err
+}

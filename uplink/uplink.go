@@ -2,10 +2,13 @@
 // receives the roster from it.
 //
 // Rows are published at QoS 1 in outbox order with a window of in-flight
-// publishes, and removed from the outbox only after the broker's PUBACK for
-// that very publish. After any reconnect the outbox is read again from the
-// start, so everything not yet removed is sent again: consumers see
-// duplicates (they dedupe by id), never a loss.
+// publishes, and reported Sent to the outbox only after the broker's PUBACK
+// for that very publish. After any reconnect the outbox is read again from
+// the start, so everything not yet PUBACKed is sent again: consumers see
+// duplicates (they dedupe by id), never a loss. Once the outbox has
+// drained it is read again from the start on every poll tick too: the
+// outbox may make rows due again (a row PUBACKed but never confirmed by a
+// connector), and their Seqs lie below the uplink's cursor.
 //
 // Topics, under {prefix}/{device_id}/:
 //
@@ -78,14 +81,22 @@ type Message struct {
 }
 
 // Outbox is the durable queue the uplink drains. The agent adapts its
-// bbolt store to it. Both methods are called from the uplink's one
-// goroutine, never concurrently with each other.
+// bbolt store to it. Every method is called from the uplink's one
+// goroutine, never concurrently with another.
 type Outbox interface {
-	// Peek returns up to max rows with Seq > after, in ascending Seq.
+	// Peek returns up to max rows due for publishing with Seq > after, in
+	// ascending Seq.
 	Peek(after uint64, max int) ([]Message, error)
-	// Remove deletes the rows with these Seqs, in one transaction. Seqs
-	// no longer present are ignored.
-	Remove(seqs []uint64) error
+	// Sent records that the broker PUBACKed the rows with these Seqs, in
+	// one transaction. Seqs no longer present are ignored. An error keeps
+	// the rows due: they are published again.
+	Sent(seqs []uint64) error
+	// Reject sets aside a row the broker will never take (a dead letter),
+	// with why. On an error the uplink keeps the row unpublished, logs
+	// the error and calls Reject again later.
+	Reject(seq uint64, reason string) error
+	// Pending counts the rows not yet PUBACKed (for progress logs).
+	Pending() (int, error)
 }
 
 // Status is the retained payload on {prefix}/{device_id}/status.
@@ -123,8 +134,8 @@ type Config struct {
 	// idempotent. Empty payloads (a cleared retained roster) are not passed
 	// on.
 	OnRoster func(payload []byte)
-	// OnAcked, if set, is called after n acknowledged rows were removed
-	// from the outbox.
+	// OnAcked, if set, is called after n PUBACKed rows were reported Sent
+	// to the outbox.
 	OnAcked func(n int, at time.Time)
 
 	Window               int           // max in-flight QoS 1 publishes; default 64
@@ -249,6 +260,9 @@ type Uplink struct {
 	statusReq chan struct{}
 	connected atomic.Bool
 
+	// Owned by the run goroutine.
+	unrejected map[uint64]*deadRow // rows to set aside whose Reject failed
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -270,10 +284,11 @@ func New(cfg Config) (*Uplink, error) {
 			KindEvents: base + KindEvents,
 			KindShifts: base + KindShifts,
 		},
-		status:    base + "status",
-		roster:    base + "roster",
-		notify:    make(chan struct{}, 1),
-		statusReq: make(chan struct{}, 1),
+		status:     base + "status",
+		roster:     base + "roster",
+		notify:     make(chan struct{}, 1),
+		statusReq:  make(chan struct{}, 1),
+		unrejected: make(map[uint64]*deadRow),
 	}
 	u.log = cfg.Logger.With("device", cfg.DeviceID) // the caller names the component
 	return u, nil
@@ -316,7 +331,7 @@ func poke(c chan struct{}) {
 // Connected reports whether the uplink has a live broker connection.
 func (u *Uplink) Connected() bool { return u.connected.Load() }
 
-// Close stops the uplink: rows acknowledged so far are removed, the retained
+// Close stops the uplink: rows acknowledged so far are reported Sent, the retained
 // status is set to offline (best effort, up to a second), the connection is
 // closed, and Close waits for the uplink's goroutine. Nothing is published
 // after Close returns. Close is safe to call more than once and before
@@ -539,17 +554,55 @@ type inflight struct {
 	tok mqtt.Token
 }
 
+// A deadRow is a row the broker will never take whose Reject failed. It is
+// not published (publishing it would drop the connection again, or it
+// cannot be published at all); Reject is tried again after wait, doubling
+// up to maxRejectRetry.
+type deadRow struct {
+	reason  string
+	retryAt time.Time
+	wait    time.Duration
+}
+
+const maxRejectRetry = 5 * time.Minute
+
+// reject sets the row aside through Outbox.Reject. If that fails the row
+// is remembered in unrejected: it stays in the outbox and is not
+// published, and Reject is tried again (logged each time) when due.
+func (u *Uplink) reject(seq uint64, reason string) {
+	now := u.cfg.Now()
+	d := u.unrejected[seq]
+	if d != nil && now.Before(d.retryAt) {
+		return
+	}
+	if err := u.cfg.Outbox.Reject(seq, reason); err != nil {
+		if d == nil {
+			d = &deadRow{wait: u.cfg.PollInterval}
+		} else {
+			d.wait = min(2*d.wait, maxRejectRetry)
+		}
+		d.reason, d.retryAt = reason, now.Add(d.wait)
+		u.unrejected[seq] = d
+		u.log.Error("uplink: cannot set a row aside as a dead letter; it stays in the outbox unpublished and is tried again",
+			"seq", seq, "reason", reason, "retry_in", d.wait, "err", err)
+		return
+	}
+	delete(u.unrejected, seq)
+	u.log.Warn("uplink: row set aside as a dead letter", "seq", seq, "reason", reason)
+}
+
 // drain publishes the outbox over client until lost is closed or ctx is
-// done. It starts from the beginning of the outbox. A row is removed only
-// after the token of its own publish on this connection completed without
-// error; with AutoReconnect off that means a PUBACK arrived for it.
+// done. It starts from the beginning of the outbox. A row is reported
+// Sent only after the token of its own publish on this connection
+// completed without error; with AutoReconnect off that means a PUBACK
+// arrived for it.
 func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan struct{}) error {
 	var (
 		window  = u.cfg.Window
 		batch   = max(1, window/2)
 		queue   = make([]inflight, 0, window) // in publish order
-		acked   = make([]uint64, 0, window)   // PUBACKed, not yet removed
-		cursor  uint64                        // highest Seq published on this connection
+		acked   = make([]uint64, 0, window)   // PUBACKed, not yet reported Sent
+		cursor  uint64                        // highest Seq read on this connection
 		more    = true                        // the outbox may hold rows after cursor
 		resend  bool                          // a publish failed: restart from 0 once the queue is empty
 		started = time.Now()
@@ -559,9 +612,9 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 		if len(acked) == 0 {
 			return
 		}
-		if err := u.cfg.Outbox.Remove(acked); err != nil {
-			// The rows stay and are sent again after the next reconnect.
-			u.log.Error("uplink: remove acknowledged rows", "rows", len(acked), "err", err)
+		if err := u.cfg.Outbox.Sent(acked); err != nil {
+			// The rows stay due and are published again.
+			u.log.Error("uplink: record acknowledged rows", "rows", len(acked), "err", err)
 		} else if u.cfg.OnAcked != nil {
 			u.cfg.OnAcked(len(acked), u.cfg.Now())
 		}
@@ -588,9 +641,13 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 					break
 				}
 				cursor = m.Seq
+				if d, ok := u.unrejected[m.Seq]; ok {
+					u.reject(m.Seq, d.reason)
+					continue
+				}
 				topic, ok := u.topics[m.Kind]
 				if !ok {
-					u.log.Error("uplink: outbox row of unknown kind left in place", "seq", m.Seq, "kind", m.Kind)
+					u.reject(m.Seq, fmt.Sprintf("unknown kind %q", m.Kind))
 					continue
 				}
 				queue = append(queue, inflight{m.Seq, client.Publish(topic, 1, false, m.Payload)})
@@ -639,6 +696,11 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 		case <-u.notify:
 			more = true
 		case <-tick.C:
+			if len(queue) == 0 && !more {
+				// Drained: read again from the start, for rows the
+				// outbox made due again.
+				cursor = 0
+			}
 			more = true
 			flush()
 		case <-u.statusReq:

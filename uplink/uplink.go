@@ -17,6 +17,8 @@
 //	status   {"state":"online",...} retained on connect and on PublishStatus;
 //	         {"state":"offline"} retained as Last Will and on Close
 //	roster   subscribed at QoS 1; each message goes to Config.OnRoster
+//	acks     subscribed at QoS 1; connectors' verdicts on records (see
+//	         ParseAcks), passed to Config.OnAcks
 //
 // # Why one paho client per connection
 //
@@ -30,7 +32,7 @@
 // PUBACK received on that connection; when a connection is lost its pending
 // tokens are abandoned and the outbox is read again from the start. The
 // session at the broker still persists (fixed client id, CleanSession
-// false), so roster messages queued while offline arrive.
+// false), so roster and ack messages queued while offline arrive.
 package uplink
 
 import (
@@ -134,6 +136,12 @@ type Config struct {
 	// idempotent. Empty payloads (a cleared retained roster) are not passed
 	// on.
 	OnRoster func(payload []byte)
+	// OnAcks is called with the valid acks of each message received on
+	// the acks topic (see ParseAcks), from paho's delivery goroutine: it
+	// must return promptly and must not call Close. QoS 1 delivery means
+	// an ack can come more than once. Malformed acks are logged at WARN
+	// and dropped.
+	OnAcks func([]Ack)
 	// OnAcked, if set, is called after n PUBACKed rows were reported Sent
 	// to the outbox.
 	OnAcked func(n int, at time.Time)
@@ -255,6 +263,7 @@ type Uplink struct {
 	topics map[string]string // kind -> topic
 	status string            // status topic
 	roster string            // roster topic
+	acks   string            // acks topic
 
 	notify    chan struct{} // 1-buffered wake-ups
 	statusReq chan struct{}
@@ -286,6 +295,7 @@ func New(cfg Config) (*Uplink, error) {
 		},
 		status:     base + "status",
 		roster:     base + "roster",
+		acks:       base + "acks",
 		notify:     make(chan struct{}, 1),
 		statusReq:  make(chan struct{}, 1),
 		unrejected: make(map[uint64]*deadRow),
@@ -413,12 +423,14 @@ func (u *Uplink) session(ctx context.Context) error {
 	defer u.connected.Store(false)
 	u.log.Info("uplink: connected", "broker", redact(u.cfg.Broker), "client_id", u.cfg.ClientID)
 
-	st := client.Subscribe(u.roster, 1, u.onMessage)
+	st := client.SubscribeMultiple(map[string]byte{u.roster: 1, u.acks: 1}, u.onMessage)
 	select {
 	case <-st.Done():
-		if err := subscribeErr(st, u.roster); err != nil {
-			// The uplink still works without the roster; say so and go on.
-			u.log.Error("uplink: roster subscription refused", "topic", u.roster, "err", err)
+		for _, topic := range []string{u.roster, u.acks} {
+			if err := subscribeErr(st, topic); err != nil {
+				// The uplink still publishes without them; say so and go on.
+				u.log.Error("uplink: subscription refused", "topic", topic, "err", err)
+			}
 		}
 	case <-lost:
 		return lostErr
@@ -428,7 +440,7 @@ func (u *Uplink) session(ctx context.Context) error {
 	case <-time.After(subscribeTimeout):
 		// The deferred cancelDial cuts the socket (no DISCONNECT, so the
 		// broker publishes the Last Will while we reconnect).
-		return fmt.Errorf("uplink: no SUBACK for %s within %v", u.roster, subscribeTimeout)
+		return fmt.Errorf("uplink: no SUBACK for %s and %s within %v", u.roster, u.acks, subscribeTimeout)
 	}
 	u.publishStatus(client)
 
@@ -504,10 +516,17 @@ func (u *Uplink) dialer(ctx context.Context) mqtt.OpenConnectionFunc {
 }
 
 func (u *Uplink) onMessage(_ mqtt.Client, m mqtt.Message) {
-	if m.Topic() != u.roster {
+	switch m.Topic() {
+	case u.roster:
+		u.onRoster(m)
+	case u.acks:
+		u.onAcks(m)
+	default:
 		u.log.Debug("uplink: ignoring message", "topic", m.Topic())
-		return
 	}
+}
+
+func (u *Uplink) onRoster(m mqtt.Message) {
 	if len(m.Payload()) == 0 {
 		u.log.Info("uplink: empty roster message ignored", "topic", m.Topic())
 		return
@@ -515,6 +534,17 @@ func (u *Uplink) onMessage(_ mqtt.Client, m mqtt.Message) {
 	u.log.Debug("uplink: roster received", "topic", m.Topic(), "bytes", len(m.Payload()), "retained", m.Retained())
 	if u.cfg.OnRoster != nil {
 		u.cfg.OnRoster(append([]byte(nil), m.Payload()...))
+	}
+}
+
+func (u *Uplink) onAcks(m mqtt.Message) {
+	acks, err := ParseAcks(m.Payload())
+	if err != nil {
+		u.log.Warn("uplink: malformed acks skipped", "topic", m.Topic(), "bytes", len(m.Payload()),
+			"kept", len(acks), "err", truncate(err.Error(), MaxAckError))
+	}
+	if len(acks) > 0 && u.cfg.OnAcks != nil {
+		u.cfg.OnAcks(acks)
 	}
 }
 

@@ -595,3 +595,65 @@ func checkGoroutines(t *testing.T, before []string) {
 	}
 	t.Fatalf("%d goroutines left behind (had %d before):\n%s", len(now), len(before), strings.Join(now, "\n\n"))
 }
+
+// Acks published on the acks topic reach OnAcks, batches included; a
+// malformed message is logged at WARN and does not stop later ones; acks
+// published while the uplink is offline arrive once it is back (persistent
+// session, QoS 1).
+func TestAcks(t *testing.T) {
+	b := testbroker.Start(t)
+	p := testbroker.NewProxy(t, b.Addr())
+	got := make(chan []Ack, 10)
+	log, lines := captureLogger(t)
+	u := start(t, p.URL(), newMemOutbox(), func(c *Config) {
+		c.Logger = log
+		c.OnAcks = func(a []Ack) { got <- a }
+	})
+	// want waits for OnAcks(w), skipping repeats of earlier calls (QoS 1
+	// may deliver a message again after a reconnect).
+	seen := map[string]bool{}
+	want := func(w ...Ack) {
+		t.Helper()
+		for {
+			select {
+			case g := <-got:
+				if fmt.Sprint(g) == fmt.Sprint(w) {
+					seen[fmt.Sprint(g)] = true
+					return
+				}
+				if !seen[fmt.Sprint(g)] {
+					t.Fatalf("OnAcks(%v), want %v", g, w)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("OnAcks not called with %v", w)
+			}
+		}
+	}
+	eventually(t, 5*time.Second, "connected", u.Connected)
+	// Connected comes before the SUBACK: publish until the first ack arrives.
+	first := Ack{ID: "door-1-ab-e1", OK: true}
+	for deadline := time.Now().Add(5 * time.Second); len(got) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no ack delivered")
+		}
+		b.Publish(t, base+"acks", []byte(`{"id":"door-1-ab-e1","ok":true}`), false)
+	}
+	want(first)
+
+	b.Publish(t, base+"acks", []byte(`{"id":`), false)
+	batch := `{"acks":[{"id":"door-1-ab-e2","ok":true},{"ok":false},{"id":"door-1-ab-s1","ok":false,"error":"no payroll number"}]}`
+	b.Publish(t, base+"acks", []byte(batch), false)
+	want(Ack{ID: "door-1-ab-e2", OK: true}, Ack{ID: "door-1-ab-s1", Error: "no payroll number"})
+	if l := lines.matching("level=WARN", "malformed acks", "topic="+base+"acks", "bytes=6"); len(l) != 1 {
+		t.Fatalf("%d WARN lines for the bad JSON, want 1 with topic and byte count", len(l))
+	}
+	if l := lines.matching("level=WARN", "malformed acks", fmt.Sprintf("bytes=%d", len(batch)), "kept=2"); len(l) != 1 {
+		t.Fatalf("%d WARN lines for the batch with a bad entry, want 1", len(l))
+	}
+
+	p.SetDown(true)
+	eventually(t, 5*time.Second, "offline", func() bool { return !u.Connected() })
+	b.Publish(t, base+"acks", []byte(`{"id":"door-1-ab-e3","ok":false,"error":"late"}`), false)
+	p.SetDown(false)
+	want(Ack{ID: "door-1-ab-e3", Error: "late"})
+}

@@ -33,6 +33,30 @@
 // tokens are abandoned and the outbox is read again from the start. The
 // session at the broker still persists (fixed client id, CleanSession
 // false), so roster and ack messages queued while offline arrive.
+//
+// # Poison rows
+//
+// A row the broker will never take must not wedge the outbox. A row larger
+// than Config.MaxPayload is Rejected (made a dead letter) unpublished. A
+// broker may also drop the connection whenever it reads a certain row
+// (mosquitto does for a packet over its max_packet_size): the uplink would
+// reconnect and publish it again forever. So after a connection was lost
+// with rows awaiting PUBACK, the next session publishes the oldest such row
+// alone and opens the window only once its PUBACK came. If the connection
+// is lost again within strikeWindow of that lone publish without its
+// PUBACK, the row gets a strike; Config.MaxTries strikes in a row and it is
+// Rejected, with the last connection error, and the rows behind it flow. A
+// PUBACK for it clears its strikes.
+//
+// A strike needs proof that the connection worked just before: the lone
+// publish waits for the broker's PUBACK of the session's retained status,
+// so a broker or link that acknowledges nothing (or a link that stalls
+// before that round trip) never strikes a row. On a working link the lone
+// row's PUBACK follows one round trip after that proof, so a random flap
+// strikes a healthy row only if it cuts the connection within that round
+// trip: with a 0.5 s round trip and a connection flapping once a minute,
+// about 1 in 120 sessions, and MaxTries (3) such sessions in a row for the
+// same row about 1 in 1.7 million; on a LAN it is far less.
 package uplink
 
 import (
@@ -146,7 +170,14 @@ type Config struct {
 	// to the outbox.
 	OnAcked func(n int, at time.Time)
 
-	Window               int           // max in-flight QoS 1 publishes; default 64
+	Window int // max in-flight QoS 1 publishes; default 64
+	// MaxPayload bounds a row's payload; a larger row is Rejected without
+	// being published. Default 256 KiB.
+	MaxPayload int
+	// MaxTries is how many times in a row the broker may drop the
+	// connection right after the oldest unacknowledged row was published
+	// alone before that row is Rejected (see "Poison rows"). Default 3.
+	MaxTries             int
 	PollInterval         time.Duration // outbox poll besides Notify; default 1s
 	MaxReconnectInterval time.Duration // backoff cap; default 30s
 	Logger               *slog.Logger  // nil: silent
@@ -158,6 +189,10 @@ const (
 	DefaultWindow               = 64
 	DefaultPollInterval         = time.Second
 	DefaultMaxReconnectInterval = 30 * time.Second
+	DefaultMaxPayload           = 256 << 10
+	DefaultMaxTries             = 3
+	// maxMQTTPayload is what an MQTT packet can carry at most.
+	maxMQTTPayload = 268435455 - 1024
 
 	minReconnectInterval = 250 * time.Millisecond
 	connectTimeout       = 10 * time.Second
@@ -174,6 +209,9 @@ const (
 	// starts again from its minimum (so a broker that accepts and then
 	// drops us, e.g. for a duplicate client id, is not hammered).
 	stableSession = 10 * time.Second
+	// strikeWindow: a connection lost this soon after a row was published
+	// alone, without its PUBACK, counts against that row.
+	strikeWindow = 5 * time.Second
 )
 
 // String describes the config without its password.
@@ -195,6 +233,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxTries <= 0 {
+		c.MaxTries = DefaultMaxTries
 	}
 	if c.MaxReconnectInterval <= 0 {
 		c.MaxReconnectInterval = DefaultMaxReconnectInterval
@@ -240,6 +284,9 @@ func (c *Config) validate() error {
 	if c.Window > 65535 {
 		return bad("Window", "%d exceeds the 65535 MQTT packet ids", c.Window)
 	}
+	if c.MaxPayload > maxMQTTPayload {
+		return bad("MaxPayload", "%d exceeds what an MQTT packet can carry", c.MaxPayload)
+	}
 	return nil
 }
 
@@ -271,6 +318,8 @@ type Uplink struct {
 
 	// Owned by the run goroutine.
 	unrejected map[uint64]*deadRow // rows to set aside whose Reject failed
+	suspect    bool                // the last connection was lost with rows awaiting PUBACK
+	strike     strike              // the oldest row's consecutive strikes
 
 	mu      sync.Mutex
 	started bool
@@ -442,17 +491,46 @@ func (u *Uplink) session(ctx context.Context) error {
 		// broker publishes the Last Will while we reconnect).
 		return fmt.Errorf("uplink: no SUBACK for %s and %s within %v", u.roster, u.acks, subscribeTimeout)
 	}
-	u.publishStatus(client)
+	statusTok := u.publishStatus(client)
 
-	err := u.drain(ctx, client, lost)
+	end := u.drain(ctx, client, lost, statusTok)
 	if ctx.Err() != nil {
 		u.goodbye(client)
 		return nil
 	}
-	if err == nil {
-		err = lostErr
+	u.suspect = end.awaiting
+	if end.probe != 0 {
+		if end.probeAge < strikeWindow {
+			u.strikeRow(end.probe, lostErr)
+		} else {
+			u.strike = strike{} // not the pattern of a poison row
+		}
 	}
-	return err
+	return lostErr
+}
+
+// A strike is the count of sessions in a row that were lost right after
+// row seq was published alone.
+type strike struct {
+	seq uint64
+	n   int
+}
+
+// strikeRow counts a strike against seq and Rejects it after MaxTries.
+func (u *Uplink) strikeRow(seq uint64, cause error) {
+	if u.strike.seq != seq {
+		u.strike = strike{seq: seq}
+	}
+	u.strike.n++
+	if u.strike.n < u.cfg.MaxTries {
+		u.log.Warn("uplink: connection lost right after a row was published alone", "seq", seq,
+			"strikes", u.strike.n, "max_tries", u.cfg.MaxTries, "err", cause)
+		return
+	}
+	reason := fmt.Sprintf("the broker dropped the connection %d times in a row right after this row was published alone; last error: %v",
+		u.strike.n, cause)
+	u.strike = strike{}
+	u.reject(seq, reason)
 }
 
 func subscribeErr(t mqtt.Token, topic string) error {
@@ -549,8 +627,9 @@ func (u *Uplink) onAcks(m mqtt.Message) {
 }
 
 // publishStatus publishes the retained online status without waiting for
-// its PUBACK (it is republished on every connect).
-func (u *Uplink) publishStatus(client mqtt.Client) {
+// its PUBACK (it is republished on every connect). It returns the publish's
+// token, nil if nothing was published.
+func (u *Uplink) publishStatus(client mqtt.Client) mqtt.Token {
 	var st Status
 	if u.cfg.Status != nil {
 		st = u.cfg.Status()
@@ -559,9 +638,9 @@ func (u *Uplink) publishStatus(client mqtt.Client) {
 	payload, err := json.Marshal(st)
 	if err != nil { // cannot happen with these field types
 		u.log.Error("uplink: encode status", "err", err)
-		return
+		return nil
 	}
-	client.Publish(u.status, 1, true, payload)
+	return client.Publish(u.status, 1, true, payload)
 }
 
 // goodbye sets the retained status to offline (a clean DISCONNECT makes the
@@ -621,12 +700,21 @@ func (u *Uplink) reject(seq uint64, reason string) {
 	u.log.Warn("uplink: row set aside as a dead letter", "seq", seq, "reason", reason)
 }
 
+// drainEnd is how a drain ended when the connection was lost.
+type drainEnd struct {
+	awaiting bool          // rows published on this or the last connection still lack their PUBACK
+	probe    uint64        // the row published alone whose PUBACK did not come (strike candidate), or 0
+	probeAge time.Duration // how long before the loss it was published
+}
+
 // drain publishes the outbox over client until lost is closed or ctx is
 // done. It starts from the beginning of the outbox. A row is reported
 // Sent only after the token of its own publish on this connection
 // completed without error; with AutoReconnect off that means a PUBACK
-// arrived for it.
-func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan struct{}) error {
+// arrived for it. When the last connection was lost with rows awaiting
+// PUBACK (u.suspect), the first row is published alone, once statusTok
+// completed (see "Poison rows" in the package comment).
+func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan struct{}, statusTok mqtt.Token) drainEnd {
 	var (
 		window  = u.cfg.Window
 		batch   = max(1, window/2)
@@ -635,9 +723,29 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 		cursor  uint64                        // highest Seq read on this connection
 		more    = true                        // the outbox may hold rows after cursor
 		resend  bool                          // a publish failed: restart from 0 once the queue is empty
+		failed  bool                          // a publish failed on this connection
 		started = time.Now()
 		sent    int
+
+		probing  = u.suspect      // publishing the oldest row alone
+		proven   <-chan struct{}  // closed once the broker PUBACKed the status; nil when not waiting
+		verified bool             // it did: a strike may count
+		gateOpen = !probing       // the probe may be published
+		gateWait <-chan time.Time // gives up waiting for proof
+		probe    uint64           // the row published alone
+		probeAt  time.Time
 	)
+	if probing {
+		window, batch = 1, 1
+		if statusTok != nil {
+			proven = statusTok.Done()
+			t := time.NewTimer(subscribeTimeout)
+			defer t.Stop()
+			gateWait = t.C
+		} else {
+			gateOpen = true
+		}
+	}
 	flush := func() {
 		if len(acked) == 0 {
 			return
@@ -655,7 +763,7 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 	tick := time.NewTicker(u.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		for more && !resend && len(queue) < window && ctx.Err() == nil {
+		for gateOpen && more && !resend && len(queue) < window && ctx.Err() == nil {
 			want := window - len(queue)
 			msgs, err := u.cfg.Outbox.Peek(cursor, want)
 			if err != nil {
@@ -680,9 +788,22 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 					u.reject(m.Seq, fmt.Sprintf("unknown kind %q", m.Kind))
 					continue
 				}
+				if len(m.Payload) > u.cfg.MaxPayload {
+					u.reject(m.Seq, fmt.Sprintf("payload of %d bytes exceeds max_payload %d", len(m.Payload), u.cfg.MaxPayload))
+					continue
+				}
+				if probing {
+					probe, probeAt = m.Seq, u.cfg.Now()
+					u.log.Info("uplink: the last connection was lost with rows in flight; publishing the oldest alone",
+						"seq", m.Seq, "bytes", len(m.Payload), "strikes", u.strikesOf(m.Seq))
+				}
 				queue = append(queue, inflight{m.Seq, client.Publish(topic, 1, false, m.Payload)})
 				sent++
 			}
+		}
+		if probing && len(queue) == 0 && !more && !resend && gateOpen {
+			// Nothing to probe with: the outbox is empty.
+			probing, window, batch = false, u.cfg.Window, max(1, u.cfg.Window/2)
 		}
 
 		var head <-chan struct{}
@@ -691,9 +812,22 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return drainEnd{}
 		case <-lost:
-			return nil
+			// Still probing: the rows unacknowledged before still are.
+			end := drainEnd{awaiting: len(queue) > 0 || failed || probing}
+			if probing && verified && probe != 0 {
+				end.probe, end.probeAge = probe, u.cfg.Now().Sub(probeAt)
+			}
+			return end
+		case <-proven:
+			proven, gateWait, gateOpen = nil, nil, true
+			verified = statusTok.Error() == nil
+		case <-gateWait:
+			// No PUBACK for the status: publish the row alone anyway,
+			// but a loss now proves nothing about it.
+			proven, gateWait, gateOpen = nil, nil, true
+			u.log.Warn("uplink: no PUBACK for the status", "topic", u.status, "waited", subscribeTimeout)
 		case <-head:
 			n := 0
 			for ; n < len(queue) && done(queue[n].tok); n++ {
@@ -705,10 +839,18 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 					if !resend {
 						u.log.Warn("uplink: publish failed; will resend from the start", "seq", queue[n].seq, "err", err)
 					}
-					resend = true
+					resend, failed = true, true
 					continue
 				}
 				acked = append(acked, queue[n].seq)
+				if probing && queue[n].seq == probe {
+					// The broker takes it: open the window.
+					probing, window, batch = false, u.cfg.Window, max(1, u.cfg.Window/2)
+					if u.strike.seq == probe {
+						u.strike = strike{}
+					}
+					u.log.Info("uplink: the row published alone was acknowledged; window open", "seq", probe)
+				}
 			}
 			queue = append(queue[:0], queue[n:]...)
 			if len(acked) >= batch || len(queue) == 0 {
@@ -737,6 +879,14 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 			u.publishStatus(client)
 		}
 	}
+}
+
+// strikesOf returns the strikes counted against seq.
+func (u *Uplink) strikesOf(seq uint64) int {
+	if u.strike.seq == seq {
+		return u.strike.n
+	}
+	return 0
 }
 
 func done(t mqtt.Token) bool {

@@ -62,6 +62,7 @@ package uplink
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,9 +146,14 @@ type Config struct {
 	Username    string
 	Password    string // sent to the broker only; never logged or shown by String
 
-	// TLSConfig is used for ssl://, tls:// and mqtts:// brokers; nil means
-	// the system roots and the broker's host name.
-	TLSConfig *tls.Config
+	// TLS, for ssl://, tls:// and mqtts:// brokers only (New refuses them
+	// with another scheme). The broker's certificate is always verified,
+	// for the broker URL's host, against CAFile (PEM), or the system roots
+	// when CAFile is empty; TLS 1.2 at least. CertFile and KeyFile (PEM,
+	// both or neither) are the client certificate for mutual TLS.
+	CAFile   string
+	CertFile string
+	KeyFile  string
 
 	Outbox Outbox
 	// Status is called (from the uplink's goroutine) to build the retained
@@ -220,8 +227,12 @@ func (c Config) String() string {
 	if c.Password != "" {
 		pw = " password=<redacted>"
 	}
-	return fmt.Sprintf("uplink.Config{broker=%s prefix=%s device=%s client=%s user=%s%s window=%d}",
-		c.Broker, c.TopicPrefix, c.DeviceID, c.ClientID, c.Username, pw, c.Window)
+	tlsFiles := ""
+	if c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" {
+		tlsFiles = fmt.Sprintf(" ca=%s cert=%s key=%s", c.CAFile, c.CertFile, c.KeyFile)
+	}
+	return fmt.Sprintf("uplink.Config{broker=%s prefix=%s device=%s client=%s user=%s%s%s window=%d}",
+		redact(c.Broker), c.TopicPrefix, c.DeviceID, c.ClientID, c.Username, pw, tlsFiles, c.Window)
 }
 
 func (c *Config) setDefaults() {
@@ -284,6 +295,9 @@ func (c *Config) validate() error {
 	if c.Window > 65535 {
 		return bad("Window", "%d exceeds the 65535 MQTT packet ids", c.Window)
 	}
+	if !tlsSchemes[u.Scheme] && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
+		return bad("CAFile", "TLS files are given but the broker %s is not ssl://, tls:// or mqtts://", u.Redacted())
+	}
 	if c.MaxPayload > maxMQTTPayload {
 		return bad("MaxPayload", "%d exceeds what an MQTT packet can carry", c.MaxPayload)
 	}
@@ -291,6 +305,50 @@ func (c *Config) validate() error {
 }
 
 var defaultPorts = map[string]string{"tcp": "1883", "mqtt": "1883", "ssl": "8883", "tls": "8883", "mqtts": "8883"}
+
+var tlsSchemes = map[string]bool{"ssl": true, "tls": true, "mqtts": true}
+
+// tlsConfig builds the TLS client configuration for host from the files
+// in c. The server is always verified: there is no way to turn that off.
+func (c *Config) tlsConfig(host string) (*tls.Config, error) {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, bad("CAFile", "%v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, bad("CAFile", "%s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	switch {
+	case c.CertFile != "" && c.KeyFile != "":
+		certPEM, err := os.ReadFile(c.CertFile)
+		if err != nil {
+			return nil, bad("CertFile", "%v", err)
+		}
+		keyPEM, err := os.ReadFile(c.KeyFile)
+		if err != nil {
+			return nil, bad("KeyFile", "%v", err)
+		}
+		// X509KeyPair's errors describe the PEM blocks, never the key.
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, bad("CertFile and KeyFile", "%s and %s: %v", c.CertFile, c.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	case c.CertFile != "":
+		return nil, bad("KeyFile", "required with CertFile %s", c.CertFile)
+	case c.KeyFile != "":
+		return nil, bad("CertFile", "required with KeyFile %s", c.KeyFile)
+	}
+	return tc, nil
+}
 
 func redact(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
@@ -310,6 +368,7 @@ type Uplink struct {
 	topics map[string]string // kind -> topic
 	status string            // status topic
 	roster string            // roster topic
+	tls    *tls.Config       // nil for tcp:// brokers
 	acks   string            // acks topic
 
 	notify    chan struct{} // 1-buffered wake-ups
@@ -348,6 +407,13 @@ func New(cfg Config) (*Uplink, error) {
 		notify:     make(chan struct{}, 1),
 		statusReq:  make(chan struct{}, 1),
 		unrejected: make(map[uint64]*deadRow),
+	}
+	if bu, _ := url.Parse(cfg.Broker); tlsSchemes[bu.Scheme] { // validated above
+		tc, err := cfg.tlsConfig(bu.Hostname())
+		if err != nil {
+			return nil, err
+		}
+		u.tls = tc
 	}
 	u.log = cfg.Logger.With("device", cfg.DeviceID) // the caller names the component
 	return u, nil
@@ -581,7 +647,7 @@ func (u *Uplink) dialer(ctx context.Context) mqtt.OpenConnectionFunc {
 		var err error
 		switch uri.Scheme {
 		case "ssl", "tls", "mqtts":
-			conn, err = (&tls.Dialer{NetDialer: nd, Config: u.cfg.TLSConfig}).DialContext(ctx, "tcp", addr)
+			conn, err = (&tls.Dialer{NetDialer: nd, Config: u.tls}).DialContext(ctx, "tcp", addr)
 		default:
 			conn, err = nd.DialContext(ctx, "tcp", addr)
 		}

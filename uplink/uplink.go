@@ -186,9 +186,11 @@ type Config struct {
 	// alone before that row is Rejected (see "Poison rows"). Default 3.
 	MaxTries             int
 	PollInterval         time.Duration // outbox poll besides Notify; default 1s
-	MaxReconnectInterval time.Duration // backoff cap; default 30s
+	MaxReconnectInterval time.Duration // backoff cap; default 30s (see backoff)
 	Logger               *slog.Logger  // nil: silent
-	Now                  func() time.Time
+	// Now is the clock for OnAcked's times, strike windows, Reject
+	// retries and progress lines; default time.Now.
+	Now func() time.Time
 }
 
 // Defaults.
@@ -379,6 +381,7 @@ type Uplink struct {
 	unrejected map[uint64]*deadRow // rows to set aside whose Reject failed
 	suspect    bool                // the last connection was lost with rows awaiting PUBACK
 	strike     strike              // the oldest row's consecutive strikes
+	prog       progress            // of the current drain
 
 	mu      sync.Mutex
 	started bool
@@ -476,7 +479,7 @@ func (u *Uplink) Close() error {
 // backoff until ctx is done.
 func (u *Uplink) run(ctx context.Context) {
 	defer u.wg.Done()
-	delay := minReconnectInterval
+	bo := newBackoff(u.cfg.MaxReconnectInterval, rand.Float64)
 	for {
 		began := time.Now()
 		err := u.session(ctx)
@@ -484,9 +487,9 @@ func (u *Uplink) run(ctx context.Context) {
 			return
 		}
 		if time.Since(began) >= stableSession {
-			delay = minReconnectInterval
+			bo.reset()
 		}
-		wait := jitter(delay)
+		wait := bo.next()
 		u.log.Warn("uplink: disconnected; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 		t := time.NewTimer(wait)
 		select {
@@ -495,13 +498,7 @@ func (u *Uplink) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		delay = min(2*delay, u.cfg.MaxReconnectInterval)
 	}
-}
-
-// jitter spreads d by ±20% so that a fleet does not reconnect in step.
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // session makes one connection and serves it until it is lost (returning
@@ -819,12 +816,22 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 		if err := u.cfg.Outbox.Sent(acked); err != nil {
 			// The rows stay due and are published again.
 			u.log.Error("uplink: record acknowledged rows", "rows", len(acked), "err", err)
-		} else if u.cfg.OnAcked != nil {
-			u.cfg.OnAcked(len(acked), u.cfg.Now())
+		} else {
+			u.prog.acked(len(acked))
+			if u.cfg.OnAcked != nil {
+				u.cfg.OnAcked(len(acked), u.cfg.Now())
+			}
+			u.reportProgress()
 		}
 		acked = acked[:0]
 	}
 	defer flush()
+
+	if pending, err := u.cfg.Outbox.Pending(); err != nil {
+		u.log.Warn("uplink: count pending rows", "err", err)
+	} else {
+		u.prog.session(u.cfg.Now(), pending)
+	}
 
 	tick := time.NewTicker(u.cfg.PollInterval)
 	defer tick.Stop()
@@ -865,6 +872,14 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 				}
 				queue = append(queue, inflight{m.Seq, client.Publish(topic, 1, false, m.Payload)})
 				sent++
+				if !u.prog.busy {
+					u.prog.publishing(u.cfg.Now())
+				}
+			}
+		}
+		if len(queue) == 0 && !more && !resend && u.prog.busy {
+			if attrs, ok := u.prog.drained(u.cfg.Now()); ok {
+				u.log.Info("uplink: backlog drained", attrs...)
 			}
 		}
 		if probing && len(queue) == 0 && !more && !resend && gateOpen {
@@ -941,10 +956,28 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 			}
 			more = true
 			flush()
+			u.reportProgress()
 		case <-u.statusReq:
 			u.publishStatus(client)
 		}
 	}
+}
+
+// reportProgress logs a progress line if one is due.
+func (u *Uplink) reportProgress() {
+	if !u.prog.busy {
+		return
+	}
+	now := u.cfg.Now()
+	if !u.prog.due(now) {
+		return
+	}
+	left, err := u.cfg.Outbox.Pending()
+	if err != nil {
+		u.log.Warn("uplink: count pending rows", "err", err)
+		left = -1
+	}
+	u.log.Info("uplink: draining backlog", u.prog.line(now, left)...)
 }
 
 // strikesOf returns the strikes counted against seq.

@@ -200,7 +200,8 @@ const (
 	DefaultMaxReconnectInterval = 30 * time.Second
 	DefaultMaxPayload           = 256 << 10
 	DefaultMaxTries             = 3
-	// maxMQTTPayload is what an MQTT packet can carry at most.
+	// maxMQTTPayload is the largest MQTT remaining length less room for
+	// the topic and packet id.
 	maxMQTTPayload = 268435455 - 1024
 
 	minReconnectInterval = 250 * time.Millisecond
@@ -779,16 +780,17 @@ type drainEnd struct {
 // completed (see "Poison rows" in the package comment).
 func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan struct{}, statusTok mqtt.Token) drainEnd {
 	var (
-		window  = u.cfg.Window
-		batch   = max(1, window/2)
-		queue   = make([]inflight, 0, window) // in publish order
-		acked   = make([]uint64, 0, window)   // PUBACKed, not yet reported Sent
-		cursor  uint64                        // highest Seq read on this connection
-		more    = true                        // the outbox may hold rows after cursor
-		resend  bool                          // a publish failed: restart from 0 once the queue is empty
-		failed  bool                          // a publish failed on this connection
-		started = time.Now()
-		sent    int
+		window     = u.cfg.Window
+		batch      = max(1, window/2)
+		queue      = make([]inflight, 0, window) // in publish order
+		acked      = make([]uint64, 0, window)   // PUBACKed, not yet reported Sent
+		cursor     uint64                        // highest Seq read on this connection
+		more       = true                        // the outbox may hold rows after cursor
+		resend     bool                          // a publish failed: restart from 0 once the queue is empty
+		failed     bool                          // a publish failed on this connection
+		peekFailed bool                          // the last Peek failed
+		started    = time.Now()
+		sent       int
 
 		probing  = u.suspect      // publishing the oldest row alone
 		proven   <-chan struct{}  // closed once the broker PUBACKed the status; nil when not waiting
@@ -841,10 +843,10 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 			msgs, err := u.cfg.Outbox.Peek(cursor, want)
 			if err != nil {
 				u.log.Error("uplink: read outbox", "err", err)
-				more = false // try again on the next tick or Notify
+				more, peekFailed = false, true // try again on the next tick or Notify
 				break
 			}
-			more = len(msgs) == want
+			more, peekFailed = len(msgs) == want, false
 			for _, m := range msgs {
 				if m.Seq <= cursor {
 					u.log.Error("uplink: outbox returned rows out of order", "seq", m.Seq, "after", cursor)
@@ -877,7 +879,7 @@ func (u *Uplink) drain(ctx context.Context, client mqtt.Client, lost <-chan stru
 				}
 			}
 		}
-		if len(queue) == 0 && !more && !resend && u.prog.busy {
+		if len(queue) == 0 && !more && !resend && !peekFailed && u.prog.busy {
 			if attrs, ok := u.prog.drained(u.cfg.Now()); ok {
 				u.log.Info("uplink: backlog drained", attrs...)
 			}

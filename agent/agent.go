@@ -155,7 +155,11 @@ func New(opts Options) (*Agent, error) {
 			Password:    cfg.MQTT.Password,
 			Outbox:      outbox{db, opts.Now},
 			Status:      a.uplinkStatus,
+			CAFile:      cfg.MQTT.CAFile,
+			CertFile:    cfg.MQTT.CertFile,
+			KeyFile:     cfg.MQTT.KeyFile,
 			OnRoster:    a.rosters.put,
+			OnAcks:      a.onAcks,
 			OnAcked:     a.onAcked,
 			Logger:      a.log.With("component", "uplink"),
 		})
@@ -516,6 +520,32 @@ func (a *Agent) maintain(ctx context.Context) {
 	}
 }
 
+// onAcks applies connectors' answers: confirmed records end their road,
+// rejected ones become dead letters with the connector's words. It runs
+// on paho's delivery goroutine: a store transaction, no more.
+func (a *Agent) onAcks(acks []uplink.Ack) {
+	conv := make([]store.Ack, len(acks))
+	rejected := 0
+	for i, k := range acks {
+		conv[i] = store.Ack{ID: k.ID, OK: k.OK, Error: k.Error}
+		if !k.OK {
+			rejected++
+			a.log.Warn("record rejected by a connector: kept as a dead letter", "id", k.ID, "error", k.Error)
+		}
+	}
+	unknown, err := a.db.Confirm(conv, a.opts.Now())
+	if err != nil {
+		a.log.Error("acks not recorded; the records will be sent again", "acks", len(acks), "err", err)
+		return
+	}
+	for _, id := range unknown {
+		a.log.Warn("ack for an unknown record id ignored", "id", id)
+	}
+	if rejected > 0 && a.up != nil {
+		a.up.PublishStatus()
+	}
+}
+
 // onAcked republishes the retained status once the outbox is empty, so
 // that its pending count does not stay stale after a backlog drained.
 func (a *Agent) onAcked(int, time.Time) {
@@ -539,5 +569,11 @@ func (a *Agent) uplinkStatus() uplink.Status {
 		RosterVersion: st.RosterVersion,
 		Pending:       st.Pending,
 		RosterError:   st.RosterError,
+
+		Unconfirmed:       st.Unconfirmed,
+		OldestUnconfirmed: st.OldestUnconfirmed,
+		DeadLetters:       st.DeadLetters,
+		StorageWarning:    st.StorageWarning,
+		Alarm:             st.Alarm,
 	}
 }

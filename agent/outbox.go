@@ -13,6 +13,8 @@ type outbox struct {
 	now func() time.Time
 }
 
+var _ uplink.Outbox = outbox{}
+
 func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	rows, err := o.db.Peek(after, max)
 	if err != nil {
@@ -29,4 +31,11 @@ func (o outbox) Peek(after uint64, max int) ([]uplink.Message, error) {
 	return msgs, nil
 }
 
-func (o outbox) Remove(seqs []uint64) error { return o.db.Sent(seqs, o.now()) }
+func (o outbox) Sent(seqs []uint64) error { return o.db.Sent(seqs, o.now()) }
+
+func (o outbox) Reject(seq uint64, reason string) error { return o.db.Reject(seq, reason, o.now()) }
+
+func (o outbox) Pending() (int, error) {
+	st, err := o.db.Status()
+	return st.Pending, err
+}

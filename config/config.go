@@ -52,6 +52,42 @@ type MQTT struct {
 	ClientID    string `toml:"client_id"`
 	Username    string `toml:"username"`
 	Password    string `toml:"password"` // never shown back
+	// TLS files (PEM), for an ssl:// broker only. CAFile verifies the
+	// broker (empty: the system roots); CertFile and KeyFile, both or
+	// neither, are the client certificate for mutual TLS.
+	CAFile   string `toml:"ca_file"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// validateTLSFiles checks that the mqtt TLS files are readable, that the
+// client certificate and key come together, and that the broker uses TLS.
+func (c *Config) validateTLSFiles(bad func(key, format string, args ...any)) {
+	m := c.MQTT
+	given := false
+	for _, f := range []struct{ key, path string }{
+		{"mqtt.ca_file", m.CAFile}, {"mqtt.cert_file", m.CertFile}, {"mqtt.key_file", m.KeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		given = true
+		switch b, err := os.ReadFile(f.path); {
+		case err != nil:
+			bad(f.key, "%v", err)
+		case len(b) == 0:
+			bad(f.key, "%s is empty", f.path)
+		}
+	}
+	switch {
+	case m.CertFile != "" && m.KeyFile == "":
+		bad("mqtt.key_file", "required with mqtt.cert_file %s", m.CertFile)
+	case m.KeyFile != "" && m.CertFile == "":
+		bad("mqtt.cert_file", "required with mqtt.key_file %s", m.KeyFile)
+	}
+	if given && m.Broker != "" && !strings.HasPrefix(m.Broker, "ssl://") {
+		bad("mqtt.broker", "%s is not ssl://, but TLS files are given (mqtt.ca_file, cert_file, key_file)", redactURL(m.Broker))
+	}
 }
 
 // Delivery configures when a record's road ends.
@@ -311,6 +347,7 @@ func (c *Config) Validate() error {
 			bad("mqtt.broker", "%q names no host", u.Redacted())
 		}
 	}
+	c.validateTLSFiles(bad)
 	if p := c.MQTT.TopicPrefix; p == "" || strings.ContainsAny(p, "#+") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
 		bad("mqtt.topic_prefix", "%q must be non-empty, without '#', '+' or a leading or trailing '/'", p)
 	}

@@ -191,3 +191,64 @@ func TestBrokerPasswordNeverShown(t *testing.T) {
 		}
 	}
 }
+
+// mqtt.ca_file, cert_file and key_file must be readable files, the client
+// certificate and key come together, and only with an ssl:// broker.
+func TestMQTTTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	pemFile := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("-----BEGIN CERTIFICATE-----\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca, cert, key := pemFile("ca.pem"), pemFile("client.pem"), pemFile("client.key")
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := func(broker string, kv ...string) []byte {
+		s := "device_id = \"d1\"\n[mqtt]\nbroker = \"" + broker + "\"\npassword = \"s3cret\"\n"
+		for i := 0; i < len(kv); i += 2 {
+			s += kv[i] + " = \"" + kv[i+1] + "\"\n"
+		}
+		return []byte(s)
+	}
+	c, err := config.Parse("tls.toml", doc("ssl://mq.example:8883", "ca_file", ca, "cert_file", cert, "key_file", key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTT.CAFile != ca || c.MQTT.CertFile != cert || c.MQTT.KeyFile != key {
+		t.Fatalf("mqtt TLS files %+v", c.MQTT)
+	}
+	if _, err := config.Parse("tls.toml", doc("", "ca_file", ca)); err != nil {
+		t.Fatalf("offline with a CA file: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		doc  []byte
+		want []string
+	}{
+		"missing ca":     {doc("ssl://mq:8883", "ca_file", ca+".none"), []string{`key "mqtt.ca_file"`, ca + ".none"}},
+		"directory cert": {doc("ssl://mq:8883", "cert_file", dir, "key_file", key), []string{`key "mqtt.cert_file"`, dir}},
+		"empty key":      {doc("ssl://mq:8883", "cert_file", cert, "key_file", empty), []string{`key "mqtt.key_file"`, "empty.pem is empty"}},
+		"cert alone":     {doc("ssl://mq:8883", "cert_file", cert), []string{`key "mqtt.key_file"`, "required with mqtt.cert_file"}},
+		"key alone":      {doc("ssl://mq:8883", "key_file", key), []string{`key "mqtt.cert_file"`, "required with mqtt.key_file"}},
+		"not ssl":        {doc("tcp://mq:1883", "ca_file", ca), []string{`key "mqtt.broker"`, "not ssl://"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Parse("tls.toml", tc.doc)
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("Parse: %v, want ErrInvalid", err)
+			}
+			for _, w := range append([]string{"tls.toml"}, tc.want...) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}

@@ -50,13 +50,56 @@ func start(t *testing.T, brokerURL string, ob Outbox, mutate func(*Config)) *Upl
 
 // testLogger writes the uplink's log into the test's log.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(tWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+// captureLogger is testLogger that also keeps every line for the test to
+// inspect.
+func captureLogger(t *testing.T) (*slog.Logger, *logLines) {
+	l := &logLines{}
+	return slog.New(slog.NewTextHandler(tWriter{t: t, keep: l}, &slog.HandlerOptions{Level: slog.LevelDebug})), l
+}
+
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// all returns the lines logged so far.
+func (l *logLines) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
+
+// matching returns the lines logged so far that contain every one of subs.
+func (l *logLines) matching(subs ...string) []string {
+	var out []string
+	for _, line := range l.all() {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+type tWriter struct {
+	t    *testing.T
+	keep *logLines
+}
 
 func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	w.t.Log(line)
+	if w.keep != nil {
+		w.keep.mu.Lock()
+		w.keep.lines = append(w.keep.lines, line)
+		w.keep.mu.Unlock()
+	}
 	return len(p), nil
 }
 
@@ -168,9 +211,9 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// Rows go out in outbox order on their kind's topic, and none is removed
-// while the broker's PUBACKs are held back.
-func TestPublishesInOrderRemovesOnlyAfterAck(t *testing.T) {
+// Rows go out in outbox order on their kind's topic, and none is reported
+// Sent while the broker's PUBACKs are held back.
+func TestPublishesInOrderSentOnlyAfterAck(t *testing.T) {
 	b := testbroker.Start(t)
 	p := testbroker.NewProxy(t, b.Addr())
 	sub := b.Subscribe(t, base+"+")
@@ -189,7 +232,7 @@ func TestPublishesInOrderRemovesOnlyAfterAck(t *testing.T) {
 	u.Notify()
 	time.Sleep(300 * time.Millisecond)
 	if got := ob.len(); got != n {
-		t.Fatalf("%d rows removed without a PUBACK", n-got)
+		t.Fatalf("%d rows reported Sent without a PUBACK", n-got)
 	}
 	p.Release()
 	waitEmpty(t, ob, 10*time.Second)
@@ -204,13 +247,13 @@ func TestPublishesInOrderRemovesOnlyAfterAck(t *testing.T) {
 		}
 	}
 	if r := ob.removedSeqs(); len(r) != n || len(distinct(r)) != n {
-		t.Fatalf("removed %d rows (%d distinct), want %d", len(r), len(distinct(r)), n)
+		t.Fatalf("Sent %d rows (%d distinct), want %d", len(r), len(distinct(r)), n)
 	}
 	ob.mu.Lock()
 	calls := ob.calls
 	ob.mu.Unlock()
 	if calls > n/4 {
-		t.Errorf("%d Remove calls for %d rows: removals are not batched", calls, n)
+		t.Errorf("%d Sent calls for %d rows: they are not batched", calls, n)
 	}
 	total := 0
 	acked.Range(func(_, v any) bool { total += v.(int); return true })
@@ -369,19 +412,81 @@ func TestRoster(t *testing.T) {
 	want(`{"version":3}`)
 }
 
-// A row of a kind the uplink does not know stays in the outbox and does
+// A row of a kind the uplink does not know becomes a dead letter and does
 // not hold up the others.
-func TestUnknownKindStays(t *testing.T) {
+func TestUnknownKindRejected(t *testing.T) {
 	b := testbroker.Start(t)
+	sub := b.Subscribe(t, base+"+")
 	ob := newMemOutbox()
 	ob.add(KindEvents, []byte(`{"seq":1,"kind":"events"}`))
 	bad := ob.add("bogus", []byte(`{}`))
 	ob.add(KindShifts, []byte(`{"seq":3,"kind":"shifts"}`))
 	start(t, b.URL(), ob, nil)
-	eventually(t, 5*time.Second, "good rows removed", func() bool { return ob.len() == 1 })
-	rows, _ := ob.Peek(0, 10)
-	if rows[0].Seq != bad {
-		t.Fatalf("left %v, want only seq %d", rows, bad)
+	waitEmpty(t, ob, 5*time.Second)
+	rej, _ := ob.rejections()
+	if len(rej) != 1 || rej[bad] != `unknown kind "bogus"` {
+		t.Fatalf("dead letters %v, want seq %d: unknown kind \"bogus\"", rej, bad)
+	}
+	sub.WaitUntil(t, 5*time.Second, "rows 1 and 3", func(ms []testbroker.Message) bool {
+		return fmt.Sprint(seqs(t, ms)) == "[1 3]"
+	})
+}
+
+// While Reject fails the row stays in the outbox, is not published, the
+// failure is logged at ERROR, and Reject is tried again until it works.
+func TestRejectFailureKeepsRowAndRetries(t *testing.T) {
+	b := testbroker.Start(t)
+	sub := b.Subscribe(t, base+"+")
+	ob := newMemOutbox()
+	ob.setRejectErr(errors.New("dead letters not wired"))
+	ob.add(KindEvents, []byte(`{"seq":1,"kind":"events"}`))
+	bad := ob.add("bogus", []byte(`{"seq":2,"kind":"bogus"}`))
+	ob.add(KindShifts, []byte(`{"seq":3,"kind":"shifts"}`))
+	log, lines := captureLogger(t)
+	start(t, b.URL(), ob, func(c *Config) { c.Logger = log })
+
+	eventually(t, 5*time.Second, "good rows sent", func() bool { return len(ob.removedSeqs()) == 2 })
+	// One ERROR line per try; the line comes after the try.
+	eventually(t, 5*time.Second, "three ERROR lines about the failed Reject", func() bool {
+		return len(lines.matching("level=ERROR", "dead letter", "seq=2", "dead letters not wired")) >= 3
+	})
+	if _, tries := ob.rejections(); tries < 3 {
+		t.Fatalf("%d Reject calls for 3 ERROR lines", tries)
+	}
+	if rows, _ := ob.Peek(0, 10); len(rows) != 1 || rows[0].Seq != bad {
+		t.Fatalf("outbox holds %v, want only seq %d", rows, bad)
+	}
+	ob.setRejectErr(nil)
+	waitEmpty(t, ob, 5*time.Second)
+	if rej, _ := ob.rejections(); rej[bad] == "" {
+		t.Fatalf("dead letters %v, want seq %d", rej, bad)
+	}
+	for _, s := range seqs(t, sub.Messages()) {
+		if s == bad {
+			t.Fatalf("row %d published though it was to be set aside", bad)
+		}
+	}
+}
+
+// Once drained, the uplink reads the outbox again from the start on its
+// poll ticks: a row the outbox makes due again below the cursor is
+// published again.
+func TestRowDueAgainIsRepublished(t *testing.T) {
+	b := testbroker.Start(t)
+	sub := b.Subscribe(t, base+"+")
+	ob := newMemOutbox()
+	ob.addN(10)
+	start(t, b.URL(), ob, nil)
+	waitEmpty(t, ob, 5*time.Second)
+	sub.WaitUntil(t, 5*time.Second, "10 rows", func(ms []testbroker.Message) bool { return len(seqs(t, ms)) == 10 })
+
+	ob.redue(Message{Seq: 3, Kind: KindEvents, Payload: []byte(`{"seq":3,"kind":"events"}`)})
+	waitEmpty(t, ob, 5*time.Second)
+	got := seqs(t, sub.WaitUntil(t, 5*time.Second, "seq 3 again", func(ms []testbroker.Message) bool {
+		return len(seqs(t, ms)) == 11
+	}))
+	if got[10] != 3 {
+		t.Fatalf("arrivals %v, want seq 3 last", got)
 	}
 }
 
@@ -489,4 +594,66 @@ func checkGoroutines(t *testing.T, before []string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%d goroutines left behind (had %d before):\n%s", len(now), len(before), strings.Join(now, "\n\n"))
+}
+
+// Acks published on the acks topic reach OnAcks, batches included; a
+// malformed message is logged at WARN and does not stop later ones; acks
+// published while the uplink is offline arrive once it is back (persistent
+// session, QoS 1).
+func TestAcks(t *testing.T) {
+	b := testbroker.Start(t)
+	p := testbroker.NewProxy(t, b.Addr())
+	got := make(chan []Ack, 10)
+	log, lines := captureLogger(t)
+	u := start(t, p.URL(), newMemOutbox(), func(c *Config) {
+		c.Logger = log
+		c.OnAcks = func(a []Ack) { got <- a }
+	})
+	// want waits for OnAcks(w), skipping repeats of earlier calls (QoS 1
+	// may deliver a message again after a reconnect).
+	seen := map[string]bool{}
+	want := func(w ...Ack) {
+		t.Helper()
+		for {
+			select {
+			case g := <-got:
+				if fmt.Sprint(g) == fmt.Sprint(w) {
+					seen[fmt.Sprint(g)] = true
+					return
+				}
+				if !seen[fmt.Sprint(g)] {
+					t.Fatalf("OnAcks(%v), want %v", g, w)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("OnAcks not called with %v", w)
+			}
+		}
+	}
+	eventually(t, 5*time.Second, "connected", u.Connected)
+	// Connected comes before the SUBACK: publish until the first ack arrives.
+	first := Ack{ID: "door-1-ab-e1", OK: true}
+	for deadline := time.Now().Add(5 * time.Second); len(got) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no ack delivered")
+		}
+		b.Publish(t, base+"acks", []byte(`{"id":"door-1-ab-e1","ok":true}`), false)
+	}
+	want(first)
+
+	b.Publish(t, base+"acks", []byte(`{"id":`), false)
+	batch := `{"acks":[{"id":"door-1-ab-e2","ok":true},{"ok":false},{"id":"door-1-ab-s1","ok":false,"error":"no payroll number"}]}`
+	b.Publish(t, base+"acks", []byte(batch), false)
+	want(Ack{ID: "door-1-ab-e2", OK: true}, Ack{ID: "door-1-ab-s1", Error: "no payroll number"})
+	if l := lines.matching("level=WARN", "malformed acks", "topic="+base+"acks", "bytes=6"); len(l) != 1 {
+		t.Fatalf("%d WARN lines for the bad JSON, want 1 with topic and byte count", len(l))
+	}
+	if l := lines.matching("level=WARN", "malformed acks", fmt.Sprintf("bytes=%d", len(batch)), "kept=2"); len(l) != 1 {
+		t.Fatalf("%d WARN lines for the batch with a bad entry, want 1", len(l))
+	}
+
+	p.SetDown(true)
+	eventually(t, 5*time.Second, "offline", func() bool { return !u.Connected() })
+	b.Publish(t, base+"acks", []byte(`{"id":"door-1-ab-e3","ok":false,"error":"late"}`), false)
+	p.SetDown(false)
+	want(Ack{ID: "door-1-ab-e3", Error: "late"})
 }

@@ -130,7 +130,7 @@ func (a *Agent) handleControl(c net.Conn) {
 		enc := json.NewEncoder(c)
 		err := a.writeLog(rest, func(e store.LogEntry) error { return enc.Encode(e) })
 		if err != nil {
-			enc.Encode(map[string]string{"error": err.Error()})
+			enc.Encode(controlError(err))
 		}
 		return
 	}
@@ -142,7 +142,7 @@ func (a *Agent) handleControl(c net.Conn) {
 			err = a.db.DeadLetters(since, func(d store.DeadLetter) error { return enc.Encode(d) })
 		}
 		if err != nil {
-			enc.Encode(map[string]string{"error": err.Error()})
+			enc.Encode(controlError(err))
 		}
 		return
 	}
@@ -150,7 +150,7 @@ func (a *Agent) handleControl(c net.Conn) {
 		ids, all := replayArgs(rest)
 		done, err := a.db.Replay(ids, all)
 		if err != nil {
-			resp = map[string]string{"error": err.Error()}
+			resp = controlError(err)
 		} else {
 			a.log.Info("dead letters replayed", "records", len(done))
 			if a.up != nil {
@@ -166,12 +166,12 @@ func (a *Agent) handleControl(c net.Conn) {
 	case "status":
 		st, err := a.Status()
 		if err != nil {
-			resp = map[string]string{"error": err.Error()}
+			resp = controlError(err)
 		} else {
 			resp = st
 		}
 	default:
-		resp = map[string]string{"error": fmt.Sprintf("unknown request %q", cmd)}
+		resp = controlError(fmt.Errorf("unknown request %q", cmd))
 	}
 	json.NewEncoder(c).Encode(resp)
 }
@@ -191,9 +191,9 @@ func QueryStatus(cfg *config.Config) (Status, error) {
 		if err := json.NewDecoder(c).Decode(&raw); err != nil {
 			return st, fmt.Errorf("agent: control socket: %w", err)
 		}
-		var e struct{ Error string }
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return st, fmt.Errorf("agent: %s", e.Error)
+		var e controlErr
+		if json.Unmarshal(raw, &e) == nil && e.Msg != "" {
+			return st, fmt.Errorf("agent: %s", e.Msg)
 		}
 		err = json.Unmarshal(raw, &st)
 		return st, err
@@ -251,6 +251,15 @@ func replayArgs(s string) (ids []string, all bool) {
 	}
 	return f, false
 }
+
+// controlErr is the answer to a request that failed: a key no record
+// has (a dead letter has an "error"), so that a stream of records and a
+// failure cannot be mistaken for each other.
+type controlErr struct {
+	Msg string `json:"control_error"`
+}
+
+func controlError(err error) controlErr { return controlErr{Msg: err.Error()} }
 
 type replayResult struct {
 	Replayed []string `json:"replayed"`
@@ -311,9 +320,9 @@ func stream(cfg *config.Config, req string, local func(*store.DB) error, line fu
 		} else if err != nil {
 			return fmt.Errorf("agent: control socket: %w", err)
 		}
-		var e struct{ Error string }
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("agent: %s", e.Error)
+		var e controlErr
+		if json.Unmarshal(raw, &e) == nil && e.Msg != "" {
+			return fmt.Errorf("agent: %s", e.Msg)
 		}
 		if err := line(raw); err != nil {
 			return err
@@ -349,13 +358,13 @@ func Replay(cfg *config.Config, ids []string, all bool) ([]string, error) {
 	}
 	var resp struct {
 		replayResult
-		Error string `json:"error"`
+		controlErr
 	}
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
 		return nil, fmt.Errorf("agent: control socket: %w", err)
 	}
-	if resp.Error != "" {
-		return nil, fmt.Errorf("agent: %s", resp.Error)
+	if resp.Msg != "" {
+		return nil, fmt.Errorf("agent: %s", resp.Msg)
 	}
 	return resp.Replayed, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/flood"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/roster"
@@ -32,6 +33,10 @@ var defaultClockFloor = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // maxBatch bounds how many reads one transaction commits.
 const maxBatch = 256
+
+// floodFlush is how often folded unknown reads whose window closed are
+// stored as one event each.
+const floodFlush = 10 * time.Second
 
 // Feedback shows a decision to the person at the reader (LEDs, buzzer,
 // door relay). It must not block.
@@ -89,6 +94,9 @@ type Agent struct {
 	rosterRaw [sha256.Size]byte
 	// rosterSum is the content digest of the roster in use.
 	rosterSum []byte
+	// flood folds repeated and flooding unknown credentials; owned by
+	// the writer.
+	flood *flood.Limiter
 
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
@@ -120,6 +128,7 @@ func New(opts Options) (*Agent, error) {
 		reads: make(chan reader.Read, 64),
 	}
 	a.rosters.ready = make(chan struct{}, 1)
+	a.flood = flood.New(flood.Options{})
 	for _, r := range cfg.Readers {
 		a.modes[r.Name] = r.Direction
 	}
@@ -261,18 +270,25 @@ func (a *Agent) Close() error {
 // decisions.
 func (a *Agent) write(ctx context.Context) {
 	batch := make([]reader.Read, 0, maxBatch)
+	tick := time.NewTicker(floodFlush)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			// The readers have stopped: commit what they handed over.
+			// The readers have stopped: commit what they handed over,
+			// and account for every folded read.
 			for {
 				select {
 				case rd := <-a.reads:
 					a.commit([]reader.Read{rd})
 				default:
+					a.recordFolded(a.flood.Drain())
 					return
 				}
 			}
+		case <-tick.C:
+			a.recordFolded(a.flood.Flush(a.opts.Now()))
+			continue
 		case rd := <-a.reads:
 			batch = append(batch[:0], rd)
 		}
@@ -291,13 +307,26 @@ func (a *Agent) write(ctx context.Context) {
 
 func (a *Agent) commit(batch []reader.Read) {
 	outs := make([]punch.Outcome, len(batch))
-	ptrs := make([]*punch.Outcome, len(batch))
+	ptrs := make([]*punch.Outcome, 0, len(batch))
 	// Open entries as this batch changes them: nil means closed.
 	changed := map[string]*punch.Open{}
 	idx := a.idx.Load()
+	var folded []reader.Read
 	for i, rd := range batch {
 		outs[i] = a.decide(idx, changed, rd)
-		ptrs[i] = &outs[i]
+		if outs[i].Event.Reason == punch.ReasonUnknownCredential {
+			// Unknown credentials are kept and sent, but repeats and a
+			// flood of them are folded into counts (flood).
+			v := a.flood.Admit(rd.Reader, rd.Type, rd.Value, outs[i].Event.At)
+			if !v.Record {
+				folded = append(folded, rd)
+				continue
+			}
+			if v.Count > 1 {
+				outs[i].Event.Count, outs[i].Event.FirstAt = v.Count, v.First.Round(0).Truncate(time.Millisecond)
+			}
+		}
+		ptrs = append(ptrs, &outs[i])
 		if id := outs[i].Event.EmployeeID; id != "" {
 			if outs[i].CloseOpen {
 				changed[id] = nil
@@ -306,6 +335,13 @@ func (a *Agent) commit(batch []reader.Read) {
 				changed[id] = o
 			}
 		}
+	}
+	for _, rd := range folded {
+		a.log.Debug("unknown credential folded", "reader", rd.Reader)
+		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
+	}
+	if len(ptrs) == 0 {
+		return
 	}
 	err := a.db.Append(ptrs)
 	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrFull) {
@@ -333,8 +369,32 @@ func (a *Agent) commit(batch []reader.Read) {
 			a.open[emp] = o
 		}
 	}
-	for i := range outs {
-		a.report(&outs[i])
+	for _, out := range ptrs {
+		a.report(out)
+	}
+	if a.up != nil {
+		a.up.Notify()
+	}
+}
+
+// recordFolded stores one event for each summary of folded unknown
+// reads, so that every read is accounted for in some event's count.
+func (a *Agent) recordFolded(sums []flood.Summary) {
+	if len(sums) == 0 {
+		return
+	}
+	outs := make([]*punch.Outcome, len(sums))
+	for i, s := range sums {
+		o := punch.Folded(s.Reader, s.CredType, s.Value, s.First.In(a.cfg.Location), s.Last.In(a.cfg.Location), s.Count, s.RateLimited)
+		outs[i] = &o
+	}
+	if err := a.db.Append(outs); err != nil {
+		a.log.Error("folded unknown reads not stored", "events", len(outs), "err", err)
+		return
+	}
+	for _, o := range outs {
+		a.log.Info("unknown reads folded", "reader", o.Event.Reader, "count", o.Event.Count, "id", o.Event.ID,
+			"rate_limited", len(o.Event.Flags) > 0)
 	}
 	if a.up != nil {
 		a.up.Notify()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -212,7 +213,9 @@ func TestAgentConcurrentReaders(t *testing.T) {
 			h.badge("in", "0B00000000")
 		}
 	}()
-	h.d.wait(t, 3*rounds)
+	// The unknown card's repeats are folded into its first event
+	// (TestAgentFoldsUnknownFlood): one decision is stored for them.
+	h.d.wait(t, 2*rounds+1)
 	wg.Wait()
 	h.d.mu.Lock()
 	defer h.d.mu.Unlock()
@@ -298,5 +301,52 @@ func TestAgentClockUnsynced(t *testing.T) {
 	}
 	if len(h.d.shifts) != 1 || !slices.Contains(h.d.shifts[0].Flags, punch.FlagClockUnsynced) {
 		t.Fatalf("shifts %+v", h.d.shifts)
+	}
+}
+
+// Unknown cards are kept and sent, but a card left on the reader and an
+// emulator cycling ids are folded: every read is counted exactly once in
+// the stored events, and far fewer events are stored than reads.
+func TestAgentFoldsUnknownFlood(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	h := startAgent(t, cfg)
+	reads := 0
+	for range 50 { // one unknown card, held
+		h.badge("tog", "0BFFFFFFFF")
+		reads++
+	}
+	for i := range 300 { // an emulator
+		h.badge("tog", fmt.Sprintf("0C%08X", i))
+		reads++
+	}
+	h.badge("tog", "0A00000001") // a known card still works
+	h.d.wait(t, 1)
+	h.stop()
+
+	db, err := store.Open(cfg.DataDir, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	events, counted, rateLimited := 0, 0, 0
+	db.Log(time.Time{}, time.Time{}, func(e store.LogEntry) error {
+		if ev := e.Event; ev != nil && ev.Reason == punch.ReasonUnknownCredential {
+			events++
+			counted += max(ev.Count, 1)
+			if slices.Contains(ev.Flags, punch.FlagRateLimited) {
+				rateLimited++
+				if ev.CredentialValue != "" {
+					t.Errorf("a rate-limited summary names a card: %+v", ev)
+				}
+			}
+		}
+		return nil
+	})
+	if counted != reads {
+		t.Fatalf("stored events count %d reads, want %d", counted, reads)
+	}
+	if events > 40 || rateLimited == 0 {
+		t.Fatalf("%d events stored for %d unknown reads (%d rate-limited summaries)", events, reads, rateLimited)
 	}
 }

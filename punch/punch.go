@@ -52,6 +52,10 @@ const (
 	// known to be set (a Pi without RTC boots in 1970 or at its last
 	// shutdown time).
 	FlagClockUnsynced = "clock_unsynced"
+	// FlagRateLimited marks an event that stands for unknown credentials
+	// read faster than the terminal records them one by one: their
+	// values are not kept, only their count.
+	FlagRateLimited = "rate_limited"
 )
 
 // Event is the record of one punch decision, as stored and as published on
@@ -70,6 +74,11 @@ type Event struct {
 	Decision        string   `json:"decision"`
 	Reason          string   `json:"reason"`
 	Flags           []string `json:"flags,omitempty"`
+	// Count is how many reads this event stands for when it is more than
+	// one: repeats of an unknown credential folded into it, the earliest
+	// at FirstAt (a card left on a reader, an emulator cycling ids).
+	Count   int       `json:"count,omitempty"`
+	FirstAt time.Time `json:"first_at,omitzero"`
 }
 
 // Shift is a completed entry/exit pair, as stored and as published on the
@@ -193,6 +202,29 @@ func Decide(in Input) Outcome {
 		sh.Flags = union(sh.Flags, []string{FlagClockUnsynced})
 	}
 	return Outcome{Event: ev, CloseOpen: true, Shift: sh}
+}
+
+// Folded is the event of unknown-credential reads that were folded rather
+// than recorded one by one: count reads at a reader from first to last,
+// all of value (a card's, else none is kept) or, rate limited, of values
+// not kept. It is denied unknown_credential like each of them was.
+func Folded(readerName, credType, value string, first, last time.Time, count int, rateLimited bool) Outcome {
+	ev := Event{
+		At:             last.Round(0).Truncate(time.Millisecond),
+		Reader:         readerName,
+		CredentialType: credType,
+		Decision:       Denied,
+		Reason:         ReasonUnknownCredential,
+		Count:          count,
+		FirstAt:        first.Round(0).Truncate(time.Millisecond),
+	}
+	if credType == roster.Card && !rateLimited {
+		ev.CredentialValue = value
+	}
+	if rateLimited {
+		ev.Flags = []string{FlagRateLimited}
+	}
+	return Outcome{Event: ev}
 }
 
 // union returns the flags of a and b without repeats, never nil.

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -132,24 +131,96 @@ func TestJournalTornTail(t *testing.T) {
 	db.ReplaceRoster(loadRoster(t))
 	record(t, db, "E100", time.Now())
 	record(t, db, "E101", time.Now())
-	off := db.jnl.files[0].off
+	j := db.jnl.files[db.jnl.cur]
+	off, path := j.off, j.path
 	crash(t, db)
 	// A third record torn by the power cut: its header, half its body.
-	f, err := os.OpenFile(filepath.Join(dir, journalPrefix+"a"), os.O_RDWR, 0)
+	rec := appendRecord(nil, recBatch, 3, []byte(`[{"emp":"E102","es":3,"eo":3,"ev":{}}]`))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &journal{f: f, off: off, noSync: true}
-	if err := j.append(99, []byte(`[{"emp":"E102","es":3,"eo":3,"ev":{}}]`)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{0xff, 0xff}, off+20); err != nil {
+	if _, err := f.WriteAt(rec[:journalHeader+10], off); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
 	db = open(t, dir)
 	if e, _ := eventCount(t, db); e != 2 {
 		t.Fatalf("%d events after a torn tail, want 2", e)
+	}
+	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != DamageTorn {
+		t.Fatalf("damage = %v, want one torn tail", db.journalDamage)
+	}
+	// The torn record's seq is not handed out again.
+	record(t, db, "E102", time.Now())
+	if db.journalSeq <= 3 {
+		t.Fatalf("journal seq %d after a torn record of seq 3", db.journalSeq)
+	}
+}
+
+// A record that fails its CRC among synced ones is corruption: the store
+// opens all the same, keeps the records after it and reports it.
+func TestJournalCorruptMiddleStore(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	db.ReplaceRoster(loadRoster(t))
+	t0 := time.Now()
+	record(t, db, "E100", t0)
+	j := db.jnl.files[db.jnl.cur]
+	off, path := j.off, j.path
+	record(t, db, "E101", t0)
+	record(t, db, "E102", t0)
+	crash(t, db)
+	flipBit(t, path, off+journalHeader+5)
+	db = open(t, dir)
+	if e, _ := eventCount(t, db); e != 2 {
+		t.Fatalf("%d events, want the 2 around the damaged one", e)
+	}
+	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != DamageCorrupt || db.journalDamage[0].Offset != off {
+		t.Fatalf("damage = %v, want corruption at %d", db.journalDamage, off)
+	}
+}
+
+// A punch whose fdatasync failed was shown as an error: it does not
+// come back after a restart, although its bytes reached the file.
+func TestJournalFailedSyncStore(t *testing.T) {
+	dir := t.TempDir()
+	db := openSlow(t, dir)
+	db.ReplaceRoster(loadRoster(t))
+	record(t, db, "E100", time.Now())
+	j := db.jnl.files[db.jnl.cur]
+	boom := errors.New("injected EIO")
+	// The record is written; its fdatasync fails, and so does the
+	// tombstone over its header.
+	j.io = &scriptIO{real: j.io, calls: []error{nil, boom, boom}}
+	err := db.Update(func(tx *Tx) error {
+		e, _ := tx.EmployeeByID("E101")
+		out := punch.Decide(punch.Input{Mode: punch.ModeToggle, CredType: "card", At: time.Now(), Employee: e})
+		return tx.Record(&out)
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("update = %v, want the sync failure", err)
+	}
+	record(t, db, "E102", time.Now()) // writes the void record first
+	crash(t, db)
+	db = open(t, dir)
+	if e, _ := eventCount(t, db); e != 2 {
+		t.Fatalf("%d events, want 2: the failed punch came back", e)
+	}
+	if len(db.journalDamage) != 0 {
+		t.Fatalf("damage = %v", db.journalDamage)
+	}
+}
+
+func flipBit(t *testing.T, path string, off int64) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[off] ^= 0x10
+	if err := os.WriteFile(path, data, 0o640); err != nil {
+		t.Fatal(err)
 	}
 }
 

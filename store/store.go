@@ -130,6 +130,8 @@ type DB struct {
 	// pending.
 	appliedOutbox uint64
 	journalSeq    uint64
+	// journalDamage is what the journal could not read at open.
+	journalDamage []journalDamage
 	// overlay has the open entries changed by pending entries: nil
 	// means closed.
 	overlay map[string]*punch.Open
@@ -211,15 +213,13 @@ func (db *DB) open(dir string) error {
 	} else if err := db.bolt.Update(db.init); err != nil {
 		return err
 	}
-	jnl, recs, err := openJournals(dir, db.opts.ReadOnly, db.opts.NoSync)
+	jnl, jst, err := openJournals(dir, db.journalSeq, db.opts.ReadOnly, db.opts.NoSync)
 	if err != nil {
 		return err
 	}
 	db.jnl = jnl
-	for _, r := range recs {
-		if r.seq <= db.journalSeq {
-			continue
-		}
+	db.journalDamage = jst.Damage
+	for _, r := range jst.Records {
 		var batch []*entry
 		if err := json.Unmarshal(r.payload, &batch); err != nil {
 			return fmt.Errorf("%w: journal record %d: %v", ErrCorrupt, r.seq, err)
@@ -510,16 +510,16 @@ func (db *DB) Update(fn func(*Tx) error) error {
 		if err != nil {
 			return fmt.Errorf("store: encode journal record: %w", err)
 		}
-		db.journalSeq++
-		if err := db.jnl.append(db.journalSeq, payload); err != nil {
-			// The record may be in the file all the same: its journal
-			// seq and record sequences stay used, so that no later
-			// punch takes them (and, after a crash, its ids).
+		seq, err := db.jnl.append(payload)
+		if err != nil {
+			// The journal voids the record; its record sequences stay
+			// used all the same, so that no later punch takes its ids.
 			db.mu.Lock()
 			db.next = t.next
 			db.mu.Unlock()
 			return err
 		}
+		db.journalSeq = seq
 	}
 	prev := db.next
 	first := db.stage(t.entries)

@@ -55,7 +55,9 @@ func openJP(t *testing.T, dir string, applied uint64, readOnly bool) (*journalPa
 	return jp, st
 }
 
-func body(seq int) []byte { return []byte(fmt.Sprintf(`[{"n":%d,"pad":"%s"}]`, seq, bytes.Repeat([]byte("x"), 40))) }
+func body(seq int) []byte {
+	return []byte(fmt.Sprintf(`[{"n":%d,"pad":"%s"}]`, seq, bytes.Repeat([]byte("x"), 40)))
+}
 
 func mustAppend(t *testing.T, jp *journalPair, payload []byte) uint64 {
 	t.Helper()

@@ -489,17 +489,3 @@ func (jp *journalPair) close() error {
 	}
 	return err
 }
-
-// syncDir fsyncs the directory dir, making durable the entries of files
-// created in it.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("store: sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("store: sync dir %s: %w", dir, err)
-	}
-	return nil
-}

@@ -27,10 +27,11 @@ import (
 //     over or rotted after the fact).
 //   - A seq above applied that no file holds (and no void record lists) is
 //     lost as well: corruption.
-//   - The first bad spot of a file, whose header is not all zeros and with
-//     nothing newer after it, is a torn tail: the write that was going on
-//     at a power cut. Its fdatasync never returned, so nothing of it was
-//     shown.
+//   - A bad spot right after a file's newest record (or at offset 0 of a
+//     file without records) whose header is not all zeros, with nothing
+//     newer after it, is a torn tail: the write that was going on at a
+//     power cut. Its fdatasync never returned, so nothing of it was shown.
+//     (Files of the earlier journal format read this way too.)
 //   - Anything else after a file's newest record is an older generation
 //     (a file is rewritten from offset 0) or unused preallocated space.
 

@@ -342,7 +342,7 @@ type journalState struct {
 // Corrupt reports whether any damage is corruption.
 func (s journalState) Corrupt() bool {
 	for _, d := range s.Damage {
-		if d.Kind == DamageCorrupt {
+		if d.Kind == damageCorrupt {
 			return true
 		}
 	}

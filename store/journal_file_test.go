@@ -10,6 +10,8 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // scriptIO fails the calls its script says: each WriteAt or Datasync
@@ -147,7 +149,7 @@ func TestJournalTornAtEveryByte(t *testing.T) {
 					t.Fatalf("torn tail reported as corruption: %v", st.Damage)
 				}
 				tornHeader := !allZero(data[off : off+min(k, journalHeader)])
-				if tornHeader && (len(st.Damage) != 1 || st.Damage[0].Kind != DamageTorn || st.Damage[0].Offset != off) {
+				if tornHeader && (len(st.Damage) != 1 || st.Damage[0].Kind != damageTorn || st.Damage[0].Offset != off) {
 					t.Fatalf("damage %v, want a torn tail at %d", st.Damage, off)
 				}
 				wantLast := uint64(2)
@@ -239,7 +241,7 @@ func TestJournalGapAcrossFiles(t *testing.T) {
 	if got := seqsOf(st.Records); !slices.Equal(got, []uint64{1, 3}) {
 		t.Fatalf("records %v", got)
 	}
-	if len(st.Damage) != 1 || st.Damage[0].Kind != DamageCorrupt || st.Damage[0].Offset != -1 || st.Damage[0].After != 1 || st.Damage[0].Before != 3 {
+	if len(st.Damage) != 1 || st.Damage[0].Kind != damageCorrupt || st.Damage[0].Offset != -1 || st.Damage[0].After != 1 || st.Damage[0].Before != 3 {
 		t.Fatalf("damage %v, want seq 2 missing", st.Damage)
 	}
 }
@@ -440,18 +442,32 @@ func fill(t *testing.T, path string) {
 // freed the next append succeeds, and a restart returns exactly what was
 // synced.
 func TestJournalENOSPC(t *testing.T) {
+	// Synced, appends use O_DIRECT (ext4 has it); noSync, the page cache.
+	for _, noSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noSync=%v", noSync), func(t *testing.T) { testENOSPC(t, noSync) })
+	}
+}
+
+func testENOSPC(t *testing.T, noSync bool) {
 	mnt := loopExt4(t)
 	dir := filepath.Join(mnt, "data")
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	jp, _ := openJP(t, dir, 0, false)
+	jp, _, err := openJournals(dir, 0, false, noSync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jp.close()
+	if direct := jp.files[0].direct != nil; direct == noSync {
+		t.Fatalf("direct I/O %v with noSync %v", direct, noSync)
+	}
 	s1 := mustAppend(t, jp, body(1))
 	filler := filepath.Join(mnt, "filler")
 	fill(t, filler)
 	s2 := mustAppend(t, jp, body(2)) // inside the preallocation
 	huge := bytes.Repeat([]byte("h"), 2*journalPrealloc)
-	_, err := jp.append(huge)
+	_, err = jp.append(huge)
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("append on a full disk = %v, want ENOSPC", err)
 	}
@@ -469,5 +485,41 @@ func TestJournalENOSPC(t *testing.T) {
 	}
 	if !bytes.Equal(st.Records[2].payload, huge) || !bytes.Equal(st.Records[3].payload, body(4)) {
 		t.Fatal("wrong payloads")
+	}
+}
+
+// Where the file system has direct I/O, appends use it, aligned as it
+// says.
+func TestJournalDirectIO(t *testing.T) {
+	dir := t.TempDir()
+	jp, _ := openJP(t, dir, 0, false)
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, filepath.Join(dir, journalPrefix+"a"), 0, unix.STATX_DIOALIGN, &stx); err != nil {
+		t.Fatal(err)
+	}
+	j := jp.files[0]
+	if stx.Mask&unix.STATX_DIOALIGN != 0 && stx.Dio_offset_align != 0 {
+		if j.direct == nil || j.unit != int(stx.Dio_offset_align) {
+			t.Fatalf("direct %v, unit %d; the file system aligns direct I/O to %d", j.direct != nil, j.unit, stx.Dio_offset_align)
+		}
+	} else if j.direct != nil || j.unit != journalPage {
+		t.Fatalf("direct I/O without support, unit %d", j.unit)
+	}
+	// Appends across units read back whole.
+	var want [][]byte
+	for i := range 20 {
+		p := bytes.Repeat([]byte{byte('a' + i)}, 100+97*i)
+		want = append(want, p)
+		mustAppend(t, jp, p)
+	}
+	jp.close()
+	_, st := openJP(t, dir, 0, true)
+	if len(st.Records) != len(want) {
+		t.Fatalf("%d records", len(st.Records))
+	}
+	for i, r := range st.Records {
+		if !bytes.Equal(r.payload, want[i]) {
+			t.Fatalf("record %d differs", i)
+		}
 	}
 }

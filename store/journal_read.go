@@ -289,12 +289,12 @@ func classify(files []fileScan, applied uint64) (st journalState, lost []seqRang
 			switch lo := max(before, applied); {
 			case after > lo+1:
 				// Seqs above applied were between: lost.
-				d.Kind = DamageCorrupt
+				d.Kind = damageCorrupt
 				explained = append(explained, seqRange{lo + 1, after - 1})
 			case after != 0:
 				continue // nothing above applied was lost here
 			case s.off == newestEnd && !s.zero:
-				d.Kind = DamageTorn
+				d.Kind = damageTorn
 			default:
 				continue // an older generation, or unused space
 			}
@@ -303,7 +303,7 @@ func classify(files []fileScan, applied uint64) (st journalState, lost []seqRang
 	}
 	// Seqs above applied that nothing holds.
 	for _, g := range missing(applied+1, known, have, append(append([]seqRange(nil), voided...), explained...)) {
-		st.Damage = append(st.Damage, journalDamage{Kind: DamageCorrupt, Offset: -1, After: g.lo - 1, Before: g.hi + 1})
+		st.Damage = append(st.Damage, journalDamage{Kind: damageCorrupt, Offset: -1, After: g.lo - 1, Before: g.hi + 1})
 	}
 	lost = missing(applied+1, st.Last, have, voided)
 
@@ -321,23 +321,23 @@ func classify(files []fileScan, applied uint64) (st journalState, lost []seqRang
 	return st, lost
 }
 
-// DamageKind tells a torn tail from corruption.
-type DamageKind int
+// damageKind tells a torn tail from corruption.
+type damageKind int
 
 const (
-	// DamageTorn is the write a power cut interrupted: its fdatasync
+	// damageTorn is the write a power cut interrupted: its fdatasync
 	// never returned, so nothing of it was shown. Worth a warning.
-	DamageTorn DamageKind = iota + 1
-	// DamageCorrupt is damage among records that were synced: some of
+	damageTorn damageKind = iota + 1
+	// damageCorrupt is damage among records that were synced: some of
 	// them, whose decisions may have been shown, are lost. An alarm.
-	DamageCorrupt
+	damageCorrupt
 )
 
-func (k DamageKind) String() string {
+func (k damageKind) String() string {
 	switch k {
-	case DamageTorn:
+	case damageTorn:
 		return "torn tail"
-	case DamageCorrupt:
+	case damageCorrupt:
 		return "corruption"
 	}
 	return "unknown"
@@ -345,7 +345,7 @@ func (k DamageKind) String() string {
 
 // journalDamage is one place where the journal could not be read.
 type journalDamage struct {
-	Kind DamageKind
+	Kind damageKind
 	// File and Offset locate the unreadable bytes, Len bytes of them up
 	// to the next record that verifies (or the end of the file). A loss
 	// seen only as missing seqs, with no bad spot to show for it, has no

@@ -27,7 +27,7 @@ func TestJournalCorruptMiddleStore(t *testing.T) {
 	if e, _ := eventCount(t, db); e != 2 {
 		t.Fatalf("%d events, want the 2 around the damaged one", e)
 	}
-	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != DamageCorrupt || db.journalDamage[0].Offset != off {
+	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != damageCorrupt || db.journalDamage[0].Offset != off {
 		t.Fatalf("damage = %v, want corruption at %d", db.journalDamage, off)
 	}
 }

@@ -148,7 +148,7 @@ func TestJournalTornTail(t *testing.T) {
 	if e, _ := eventCount(t, db); e != 2 {
 		t.Fatalf("%d events after a torn tail, want 2", e)
 	}
-	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != DamageTorn {
+	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != damageTorn {
 		t.Fatalf("damage = %v, want one torn tail", db.journalDamage)
 	}
 	// The torn record's seq is not handed out again.

@@ -64,8 +64,8 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 		if err != nil {
 			return fmt.Errorf("store: encode journal record: %w", err)
 		}
-		db.journalSeq++
-		if err := db.jnl.append(db.journalSeq, payload); err != nil {
+		seq, err := db.jnl.append(payload)
+		if err != nil {
 			// The record may be in the file all the same: its journal
 			// seq and record sequences stay used, so that no later
 			// punch takes them (and, after a crash, their ids).
@@ -74,6 +74,7 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 			db.mu.Unlock()
 			return fullIfNoSpace(err)
 		}
+		db.journalSeq = seq
 	}
 	prev := db.next
 	first := db.stage(batch)

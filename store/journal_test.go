@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -132,24 +131,30 @@ func TestJournalTornTail(t *testing.T) {
 	db.ReplaceRoster(loadRoster(t))
 	record(t, db, "E100", time.Now())
 	record(t, db, "E101", time.Now())
-	off := db.jnl.files[0].off
+	j := db.jnl.files[db.jnl.cur]
+	off, path := j.off, j.path
 	crash(t, db)
 	// A third record torn by the power cut: its header, half its body.
-	f, err := os.OpenFile(filepath.Join(dir, journalPrefix+"a"), os.O_RDWR, 0)
+	rec := appendRecord(nil, recBatch, 3, []byte(`[{"emp":"E102","es":3,"eo":3,"ev":{}}]`))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &journal{f: f, off: off, noSync: true}
-	if err := j.append(99, []byte(`[{"emp":"E102","es":3,"eo":3,"ev":{}}]`)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{0xff, 0xff}, off+20); err != nil {
+	if _, err := f.WriteAt(rec[:journalHeader+10], off); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
 	db = open(t, dir)
 	if e, _ := eventCount(t, db); e != 2 {
 		t.Fatalf("%d events after a torn tail, want 2", e)
+	}
+	if len(db.journalDamage) != 1 || db.journalDamage[0].Kind != damageTorn {
+		t.Fatalf("damage = %v, want one torn tail", db.journalDamage)
+	}
+	// The torn record's seq is not handed out again.
+	record(t, db, "E102", time.Now())
+	if db.journalSeq <= 3 {
+		t.Fatalf("journal seq %d after a torn record of seq 3", db.journalSeq)
 	}
 }
 

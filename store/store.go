@@ -59,6 +59,11 @@ var (
 // FileName is the database file inside the data directory.
 const FileName = "punchclock.db"
 
+// journalSkip is how far record sequences skip ahead after journal
+// damage: more than one journal record can hold (maxBatch punches, two
+// records each).
+const journalSkip = 1024
+
 // schemaVersion is the layout of the buckets below. A database of another
 // layout is moved aside at Open and its records salvaged.
 const schemaVersion = 2
@@ -220,8 +225,12 @@ type DB struct {
 	// applyErr is the last failure of the applier, nil after a success.
 	applyErr error
 	// full is why Append refuses new records, nil when it does not.
-	full   error
-	closed bool
+	full error
+	// journalDamage is what openJournals found at open; journalAlarm
+	// the alarm it raised (corruption, not a torn tail).
+	journalDamage []journalDamage
+	journalAlarm  string
+	closed       bool
 
 	// The applier goroutine moves pending punches to bbolt.
 	wake chan struct{} // the first punch is pending
@@ -359,24 +368,44 @@ func (db *DB) open(dir string) error {
 	} else if err := db.bolt.Update(db.init); err != nil {
 		return err
 	}
-	jnl, recs, err := openJournals(dir, db.opts.ReadOnly, db.opts.NoSync)
+	jnl, jst, err := openJournals(dir, db.journalSeq, db.opts.ReadOnly, db.opts.NoSync)
 	if err != nil {
 		return err
 	}
 	db.jnl = jnl
-	for _, r := range recs {
-		if r.seq <= db.journalSeq {
-			continue
-		}
+	var unreadable []string
+	for _, r := range jst.Records {
 		var batch []*entry
 		if err := json.Unmarshal(r.payload, &batch); err != nil {
-			return fmt.Errorf("%w: journal record %d: %v", ErrCorrupt, r.seq, err)
+			// A record that passed both CRCs but does not decode was
+			// written by another version: say so, keep the others.
+			unreadable = append(unreadable, fmt.Sprintf("journal record %d: %v", r.seq, err))
+			continue
 		}
 		db.stage(batch)
-		db.journalSeq = r.seq
+	}
+	db.journalSeq = max(db.journalSeq, jst.Last)
+	db.journalDamage = jst.Damage
+	if len(jst.Damage) > 0 || len(unreadable) > 0 {
+		// A lost record may have held record sequences whose ids were
+		// shown: no later punch takes them.
+		db.next += journalSkip
+	}
+	if jst.Corrupt() || len(unreadable) > 0 {
+		var what []string
+		for _, d := range jst.Damage {
+			what = append(what, d.String())
+		}
+		db.journalAlarm = fmt.Sprintf("journal damaged (found at %s): %s; the readable records after it were kept",
+			db.opts.Now().UTC().Format(time.RFC3339), strings.Join(append(what, unreadable...), "; "))
 	}
 	if db.opts.ReadOnly {
 		return nil
+	}
+	if db.journalAlarm != "" {
+		if err := db.SetAlarm(db.journalAlarm); err != nil {
+			db.applyErr = err
+		}
 	}
 	// Whatever a crash left in the journal goes into bbolt now; then the
 	// journal starts over. If bbolt cannot take it, the punches stay

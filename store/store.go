@@ -230,7 +230,7 @@ type DB struct {
 	// the alarm it raised (corruption, not a torn tail).
 	journalDamage []journalDamage
 	journalAlarm  string
-	closed       bool
+	closed        bool
 
 	// The applier goroutine moves pending punches to bbolt.
 	wake chan struct{} // the first punch is pending

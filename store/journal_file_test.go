@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/punchclock/punchclock/internal/testdisk"
 )
 
 // scriptIO fails the calls its script says: each WriteAt or Datasync
@@ -379,64 +380,6 @@ func TestJournalReadOnly(t *testing.T) {
 	}
 }
 
-// loopExt4 mounts a fresh 8 MiB ext4 file system on a loop device and
-// returns its mount point.
-func loopExt4(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test mounts a loop ext4 file system and must run as root (CI does)")
-	}
-	base := t.TempDir()
-	img, mnt := filepath.Join(base, "img"), filepath.Join(base, "mnt")
-	run := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-	}
-	run("truncate", "-s", "8M", img)
-	run("mkfs.ext4", "-q", "-F", img)
-	if err := os.Mkdir(mnt, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	run("mount", "-o", "loop", img, mnt)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-d", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v\n%s", err, out)
-		}
-	})
-	return mnt
-}
-
-// fill writes a file until the file system is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	for n := 4096; n > 0; n /= 2 { // the last partial blocks
-		for {
-			if _, err := f.Write(chunk[:n]); err != nil {
-				break
-			}
-		}
-	}
-	if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
-		t.Fatal(err)
-	}
-}
-
 // On a full disk, appends that fit the preallocated files still succeed;
 // one that must grow a file fails with ENOSPC and is void; once space is
 // freed the next append succeeds, and a restart returns exactly what was
@@ -449,7 +392,7 @@ func TestJournalENOSPC(t *testing.T) {
 }
 
 func testENOSPC(t *testing.T, noSync bool) {
-	mnt := loopExt4(t)
+	mnt := testdisk.Mount(t, 8)
 	dir := filepath.Join(mnt, "data")
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		t.Fatal(err)
@@ -464,7 +407,7 @@ func testENOSPC(t *testing.T, noSync bool) {
 	}
 	s1 := mustAppend(t, jp, body(1))
 	filler := filepath.Join(mnt, "filler")
-	fill(t, filler)
+	testdisk.Fill(t, filler)
 	s2 := mustAppend(t, jp, body(2)) // inside the preallocation
 	huge := bytes.Repeat([]byte("h"), 2*journalPrealloc)
 	_, err = jp.append(huge)

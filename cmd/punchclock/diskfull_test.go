@@ -11,58 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/punchclock/punchclock/internal/testdisk"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 )
-
-// smallDisk mounts a fresh ext4 file system of size MiB at a temporary
-// directory: a real ENOSPC, not a quota. It needs root (as CI has).
-func smallDisk(t *testing.T, mib int) string {
-	t.Helper()
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "disk.img"), filepath.Join(dir, "mnt")
-	for _, c := range [][]string{
-		{"truncate", "-s", fmt.Sprintf("%dM", mib), img},
-		{"mkfs.ext4", "-q", "-F", "-m", "0", img},
-		{"mkdir", mnt},
-		{"mount", "-o", "loop", img, mnt},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s (the disk-full test needs root and loop devices)", c, err, out)
-		}
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
-// fill writes a file until the disk is full and returns its path.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	for n := len(buf) / 2; n >= 512; n /= 2 {
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				break
-			}
-		}
-	}
-	f.Sync()
-	return path
-}
 
 // manyRoster is a roster of n employees, card i being 0C000000<i>.
 func manyRoster(n int) (string, []string) {
@@ -95,7 +46,7 @@ func acceptedIDs(log string) map[string]bool {
 // denies what it cannot keep with storage_full, loses nothing it accepted,
 // starts again on the full disk, and recovers by itself when space frees.
 func TestE2EDiskFull(t *testing.T) {
-	mnt := smallDisk(t, 8)
+	mnt := testdisk.Mount(t, 8)
 	ros, cards := manyRoster(60)
 	tm := newTerminalWith(t, "", termOptions{dataDir: filepath.Join(mnt, "data"), roster: ros})
 	tm.start()
@@ -117,7 +68,8 @@ func TestE2EDiskFull(t *testing.T) {
 	for i := range 20 {
 		badge(i)
 	}
-	filler := fill(t, mnt)
+	filler := filepath.Join(mnt, "filler")
+	testdisk.Fill(t, filler)
 	// Badge until the terminal refuses: its journal and database have
 	// no room left.
 	n := 20

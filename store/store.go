@@ -247,8 +247,8 @@ type DB struct {
 func Open(dir string, opts Options) (*DB, error) {
 	opts.setDefaults()
 	if !opts.ReadOnly {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+		if err := makeDir(dir, opts.NoSync); err != nil {
+			return nil, err
 		}
 	}
 	path := filepath.Join(dir, FileName)
@@ -301,6 +301,35 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 	}
 	return db, nil
+}
+
+// makeDir creates dir and the directories above it that are missing, and
+// makes their entries durable: a new database and journal in a directory
+// whose own entry was never synced could vanish at a power cut.
+func makeDir(dir string, noSync bool) error {
+	dir = filepath.Clean(dir)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if noSync {
+		return nil
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func openBolt(path string, opts Options) (*bolt.DB, error) {

@@ -1,0 +1,300 @@
+package lazyfs
+
+// The power-cut test of the agent: the real binary, its data directory
+// on a lazy mount, a virtual reader on a real pseudo-terminal. Each cycle
+// badges a burst, kills the agent at a random moment and cuts the power
+// at once, then checks that every punch the agent reported as decided
+// survived.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/punchclock/punchclock/internal/agentbin"
+	"github.com/punchclock/punchclock/reader/rdm6300"
+	"github.com/punchclock/punchclock/sim"
+	"github.com/punchclock/punchclock/store"
+)
+
+var (
+	agentOnce sync.Once
+	agentPath string
+	agentErr  error
+)
+
+// agent builds the agent binary once for the package's tests.
+func agent(t *testing.T) string {
+	t.Helper()
+	agentOnce.Do(func() {
+		var remove func()
+		agentPath, remove, agentErr = agentbin.Build(false)
+		if agentErr == nil {
+			removeAgent = remove
+		}
+	})
+	if agentErr != nil {
+		t.Fatal(agentErr)
+	}
+	return agentPath
+}
+
+const powercutRoster = `{"version": 1, "employees": [
+ {"id": "E100", "name": "Anna", "payroll_no": "1001", "credentials": [{"type": "card", "value": "0A00123456"}]},
+ {"id": "E101", "name": "Bram", "payroll_no": "1002", "credentials": [{"type": "card", "value": "0A00123457"}]},
+ {"id": "E102", "name": "Chris", "payroll_no": "1003", "credentials": [{"type": "card", "value": "1F00ABCDEF"}]}]}`
+
+// The cards badged: the three employees' and an unknown one.
+var powercutCards = []string{"0A00123456", "0A00123457", "1F00ABCDEF", "0B0BADCAFE"}
+
+// punchLine is the agent's report of a durable decision.
+var punchLine = regexp.MustCompile(`msg=punch .*?decision=(\S+) id=(\S+)`)
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type powercut struct {
+	t      *testing.T
+	bin    string
+	m      *mounted
+	config string
+	port   *sim.Serial
+	rng    *rand.Rand
+}
+
+func newPowercut(t *testing.T) *powercut {
+	t.Helper()
+	pc := &powercut{t: t, bin: agent(t), m: mount(t, Options{})}
+	etc := t.TempDir()
+	roster := filepath.Join(etc, "roster.json")
+	if err := os.WriteFile(roster, []byte(powercutRoster), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tty := filepath.Join(etc, "dev", "ttyFront")
+	pc.config = filepath.Join(etc, "punchclock.toml")
+	cfg := fmt.Sprintf(`device_id = "door-1"
+data_dir = %q
+timezone = "Europe/Amsterdam"
+roster_file = %q
+
+[[readers]]
+name = "front"
+driver = "rdm6300"
+port = %q
+baud = 9600
+direction = "toggle"
+repeat_window = "100ms"
+`, pc.m.path("data"), roster, tty)
+	if err := os.WriteFile(pc.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port, err := sim.NewSerial(tty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { port.Close() })
+	pc.port = port
+	return pc
+}
+
+// start runs the agent and waits until it is ready.
+func (pc *powercut) start() (*exec.Cmd, *syncBuffer) {
+	pc.t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(pc.bin, "run", "-config", pc.config)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		pc.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "msg=ready") {
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			pc.t.Fatalf("agent not ready:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cmd, out
+}
+
+// burst presents n cards, each a different one from the one before, with
+// short random pauses, as a queue at the door does.
+func (pc *powercut) burst(n int) {
+	last := -1
+	for range n {
+		c := pc.rng.IntN(len(powercutCards))
+		if c == last {
+			c = (c + 1) % len(powercutCards)
+		}
+		last = c
+		frame, err := rdm6300.Encode(powercutCards[c])
+		if err != nil {
+			pc.t.Fatal(err)
+		}
+		if _, err := pc.port.Write(bytes.Repeat(frame, 2)); err != nil {
+			pc.t.Fatal(err)
+		}
+		time.Sleep(time.Duration(pc.rng.IntN(40)) * time.Millisecond)
+	}
+}
+
+// logged returns the ids of the events in the agent's log.
+func (pc *powercut) logged() map[string]bool {
+	pc.t.Helper()
+	out, err := exec.Command(pc.bin, "log", "-json", "-config", pc.config).Output()
+	if err != nil {
+		pc.t.Fatalf("punchclock log: %v\n%s", err, out)
+	}
+	ids := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var e store.LogEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			pc.t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		if e.Event != nil {
+			ids[e.Event.ID] = true
+		}
+	}
+	return ids
+}
+
+// checkBackingBolt runs bbolt's check on the database as the disk holds
+// it (the mount is down).
+func (pc *powercut) checkBackingBolt() {
+	pc.t.Helper()
+	path := filepath.Join(pc.m.backing, "data", store.FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		pc.t.Fatalf("bbolt open after the cut: %v", err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			pc.t.Errorf("bbolt check after the cut: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+}
+
+func TestPowerCut(t *testing.T) {
+	cycles := 5
+	if os.Getenv("PUNCHCLOCK_CHAOS") == "long" {
+		cycles = 50
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	pc := newPowercut(t)
+	pc.rng = rand.New(rand.NewPCG(seed, 0))
+
+	// The terminal is installed: the agent made its data directory and
+	// files, and the box was shut down cleanly (unmount syncs all).
+	cmd, _ := pc.start()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent exit: %v", err)
+	}
+	if err := pc.m.fs.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	pc.m.mount()
+
+	shown := map[string]string{} // id -> the cycle's note
+	lost := map[string]string{}  // id -> when it was missed
+	var held, syncs int64
+	for cycle := 1; cycle <= cycles; cycle++ {
+		cmd, out := pc.start()
+		n := 3 + pc.rng.IntN(8)
+		// Kill at a random moment: during the burst or soon after.
+		killAfter := time.Duration(pc.rng.IntN(n*25+150)) * time.Millisecond
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pc.burst(n)
+		}()
+		time.Sleep(killAfter)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		st := pc.m.fs.Stats()
+		if err := pc.m.fs.Cut(); err != nil {
+			t.Fatalf("cycle %d: cut: %v", cycle, err)
+		}
+		held += st.HeldBytes
+		syncs += st.Syncs
+		<-done
+		for _, mm := range punchLine.FindAllStringSubmatch(out.String(), -1) {
+			shown[mm[2]] = fmt.Sprintf("cycle %d (%s)", cycle, mm[1])
+		}
+		if err := pc.m.fs.Unmount(); err != nil {
+			t.Fatalf("cycle %d: %v", cycle, err)
+		}
+		pc.checkBackingBolt()
+		pc.m.mount()
+		// The technician's command reads the store (bbolt and the
+		// journal) as the agent will find it.
+		ids := pc.logged()
+		for id, note := range shown {
+			if !ids[id] && lost[id] == "" {
+				lost[id] = fmt.Sprintf("%s shown in %s, missing after the cut of cycle %d", id, note, cycle)
+			}
+		}
+		t.Logf("cycle %d: %d cards, killed after %v, %d punches shown so far, %d bytes unsynced at the cut",
+			cycle, n, killAfter, len(shown), st.HeldBytes)
+	}
+	// A last start replays the journal into bbolt; everything is still there.
+	cmd, _ = pc.start()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent exit: %v", err)
+	}
+	ids := pc.logged()
+	for id, note := range shown {
+		if !ids[id] && lost[id] == "" {
+			lost[id] = fmt.Sprintf("%s shown in %s, missing after a clean restart", id, note)
+		}
+	}
+	fmt.Printf("powercut: %d cycles, %d punches shown, %d survived, %d lost; %d bytes unsynced at the cuts, %d syncs seen\n",
+		cycles, len(shown), len(shown)-len(lost), len(lost), held, syncs)
+	if len(lost) > 0 {
+		var lines []string
+		for _, l := range lost {
+			lines = append(lines, l)
+		}
+		t.Fatalf("punches shown before the cut and lost (seed %d):\n%s", seed, strings.Join(lines, "\n"))
+	}
+	if len(shown) == 0 {
+		t.Fatal("no punch was shown: the test proved nothing")
+	}
+}

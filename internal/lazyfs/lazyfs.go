@@ -60,6 +60,10 @@ type Options struct {
 	// a file created and fsynced whose directory was never fsynced
 	// vanishes at a cut.
 	EntriesWithData bool
+	// SyncDelay makes every fsync of a file wait this long before it
+	// writes anything, as a slow disk does, so that a cut falls between
+	// writes and their sync more often.
+	SyncDelay time.Duration
 	// Debug logs every FUSE request.
 	Debug bool
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -419,6 +420,9 @@ func (n *node) Allocate(ctx context.Context, f fs.FileHandle, off, size uint64, 
 
 func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {
 	l := n.lfs
+	if d := l.opts.SyncDelay; d > 0 && !n.IsDir() {
+		time.Sleep(d) // before the lock: a cut meanwhile wins
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cut {

@@ -34,6 +34,8 @@ func mount(t *testing.T, opts Options) *mounted {
 	t.Cleanup(func() {
 		if err := m.fs.Unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
+			// Leave no mount behind a failed test.
+			unix.Unmount(m.dir, unix.MNT_DETACH)
 		}
 	})
 	return m

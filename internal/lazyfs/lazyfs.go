@@ -26,6 +26,7 @@ package lazyfs
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -169,7 +170,22 @@ func (f *FS) Stats() Stats {
 // mount fails with EIO; unmount it (Unmount drops the kernel's caches of
 // it) and mount again to see what survived. The processes using the
 // mount must have been killed first.
-func (f *FS) Cut() error {
+func (f *FS) Cut() error { return f.cutKeeping(nil) }
+
+// CutPartial is a cut after the kernel had written back part of the
+// unsynced data, as it may at any time: each 4 KiB page of unsynced
+// writes inside the file's durable size is kept with probability one
+// half, and one kept page in four is torn (only its first sectors, a
+// random number of 512-byte ones, reach the disk). Sizes and directory
+// changes not synced are lost as with Cut.
+func (f *FS) CutPartial(rng *rand.Rand) error { return f.cutKeeping(rng) }
+
+const (
+	pageSize   = 4096
+	sectorSize = 512
+)
+
+func (f *FS) cutKeeping(rng *rand.Rand) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.unmounted {
@@ -179,12 +195,17 @@ func (f *FS) Cut() error {
 		return ErrCut
 	}
 	f.cut = true
+	var errs []error
 	for n := range f.dirty {
+		if rng != nil {
+			if err := writeBack(n, rng); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		n.pend = nil
 	}
 	clear(f.dirty)
 	f.held = 0
-	var errs []error
 	for i := len(f.log) - 1; i >= 0; i-- {
 		if err := f.log[i].undo(); err != nil {
 			errs = append(errs, err)
@@ -193,6 +214,42 @@ func (f *FS) Cut() error {
 	f.log = nil
 	if len(errs) > 0 {
 		return fmt.Errorf("lazyfs: cut: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// writeBack writes a random part of n's unsynced pages to its backing
+// file, within the size the backing file has.
+func writeBack(n *node, rng *rand.Rand) error {
+	if _, parent := n.Parent(); parent == nil {
+		return nil // unlinked: nothing of it can be found after the cut
+	}
+	fd, err := syscall.Open(n.backingPath(), syscall.O_RDWR|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return err
+	}
+	for _, e := range n.pend.ext {
+		for page := e.off / pageSize * pageSize; page < min(e.end(), st.Size); page += pageSize {
+			if rng.IntN(2) == 0 {
+				continue
+			}
+			end := min(page+pageSize, e.end(), st.Size)
+			if rng.IntN(4) == 0 {
+				end = min(end, page+int64(rng.IntN(pageSize/sectorSize))*sectorSize)
+			}
+			start := max(page, e.off)
+			if start >= end {
+				continue
+			}
+			if err := pwriteFull(fd, e.data[start-e.off:end-e.off], start); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package lazyfs
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -410,4 +411,37 @@ func TestCutStopsTheMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.mount()
+}
+
+func TestCutPartial(t *testing.T) {
+	m := mount(t, Options{})
+	const size = 64 << 10
+	m.durable("f", make([]byte, size))
+	f := m.open("f")
+	mustWriteAt(t, f, bytes.Repeat([]byte{0xFF}, size+8192), 0) // also past the durable size
+	f.Close()
+	if err := m.fs.CutPartial(rand.New(rand.NewPCG(7, 7))); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.fs.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	m.mount()
+	got := m.read("f")
+	if len(got) != size {
+		t.Fatalf("size %d after a partial cut, want the durable %d", len(got), size)
+	}
+	kept := 0
+	for s := 0; s < size; s += 512 {
+		sector := got[s : s+512]
+		switch {
+		case bytes.Equal(sector, bytes.Repeat([]byte{0xFF}, 512)):
+			kept++
+		case !bytes.Equal(sector, make([]byte, 512)):
+			t.Fatalf("sector at %d is mixed", s)
+		}
+	}
+	if kept == 0 || kept == size/512 {
+		t.Fatalf("%d of %d sectors kept: want some kept and some lost", kept, size/512)
+	}
 }

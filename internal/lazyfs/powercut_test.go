@@ -94,7 +94,7 @@ func newPowercut(t *testing.T) *powercut {
 	t.Helper()
 	// Syncs take a few milliseconds, as on an SD card, so that kills
 	// fall between a write and its sync.
-	pc := &powercut{t: t, bin: agent(t), m: mount(t, Options{SyncDelay: 4 * time.Millisecond})}
+	pc := &powercut{t: t, bin: agent(t), m: mount(t, Options{SyncDelay: 10 * time.Millisecond})}
 	etc := t.TempDir()
 	roster := filepath.Join(etc, "roster.json")
 	if err := os.WriteFile(roster, []byte(powercutRoster), 0o644); err != nil {
@@ -227,6 +227,8 @@ func TestPowerCut(t *testing.T) {
 	t.Logf("seed %d", seed)
 	pc := newPowercut(t)
 	pc.rng = rand.New(rand.NewPCG(seed, 0))
+	cutRng := rand.New(rand.NewPCG(seed, 1)) // the burst goroutine has pc.rng
+	partial, cutsWithData := 0, 0
 
 	// The terminal is installed: the agent made its data directory and
 	// files, and the box was shut down cleanly (unmount syncs all).
@@ -245,15 +247,31 @@ func TestPowerCut(t *testing.T) {
 	var held, syncs int64
 	for cycle := 1; cycle <= cycles; cycle++ {
 		n := 3 + pc.rng.IntN(8)
-		// Kill at a random moment: during the burst or soon after; in one
-		// cycle out of four, while the agent starts (and applies to bbolt
-		// what the last one journaled).
-		killAfter := time.Duration(pc.rng.IntN(n*25+150)) * time.Millisecond
+		// When to kill: in one cycle out of four while the agent starts
+		// (and applies to bbolt what the last one journaled); in three out
+		// of eight at a random moment during the burst or soon after; in
+		// three out of eight at the first moment after a short delay when
+		// the layer holds unsynced writes. In the long form, every tenth
+		// cycle while the applier moves journaled punches to bbolt.
+		var killAfter time.Duration
+		waitHeld, starting := false, false
+		switch mode := pc.rng.IntN(8); {
+		case cycles >= 50 && cycle%10 == 0:
+			waitHeld = true
+			killAfter = store.DefaultApplyDelay - time.Duration(pc.rng.IntN(100))*time.Millisecond
+		case mode < 2:
+			starting = true
+			killAfter = time.Duration(pc.rng.IntN(300)) * time.Millisecond
+		case mode < 5:
+			killAfter = time.Duration(pc.rng.IntN(n*25+150)) * time.Millisecond
+		default:
+			waitHeld = true
+			killAfter = time.Duration(pc.rng.IntN(n*15)) * time.Millisecond
+		}
 		var cmd *exec.Cmd
 		var out *syncBuffer
-		if pc.rng.IntN(4) == 0 {
+		if starting {
 			cmd, out = pc.launch()
-			killAfter = time.Duration(pc.rng.IntN(300)) * time.Millisecond
 		} else {
 			cmd, out = pc.start()
 		}
@@ -263,17 +281,31 @@ func TestPowerCut(t *testing.T) {
 			pc.burst(n)
 		}()
 		time.Sleep(killAfter)
+		if waitHeld {
+			for limit := time.Now().Add(300 * time.Millisecond); pc.m.fs.Stats().HeldBytes == 0 && time.Now().Before(limit); {
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
 		// The cut follows the kill at once, without waiting for the
 		// process to go: a sync the agent is in (FUSE lets a killed
 		// process go only once its request is answered) then loses to
 		// the cut, as it would to a power cut.
 		cmd.Process.Signal(syscall.SIGKILL)
 		st := pc.m.fs.Stats()
-		if err := pc.m.fs.Cut(); err != nil {
+		// Every other cut finds part of the unsynced pages written back.
+		cut := pc.m.fs.Cut
+		if cutRng.IntN(2) == 0 {
+			cut = func() error { return pc.m.fs.CutPartial(cutRng) }
+			partial++
+		}
+		if err := cut(); err != nil {
 			t.Fatalf("cycle %d: cut: %v", cycle, err)
 		}
 		cmd.Wait()
 		held += st.HeldBytes
+		if st.HeldBytes > 0 {
+			cutsWithData++
+		}
 		syncs += st.Syncs
 		<-done
 		for _, mm := range punchLine.FindAllStringSubmatch(out.String(), -1) {
@@ -307,8 +339,8 @@ func TestPowerCut(t *testing.T) {
 			lost[id] = fmt.Sprintf("%s shown in %s, missing after a clean restart", id, note)
 		}
 	}
-	fmt.Printf("powercut: %d cycles, %d punches shown, %d survived, %d lost; %d bytes unsynced at the cuts, %d syncs seen\n",
-		cycles, len(shown), len(shown)-len(lost), len(lost), held, syncs)
+	fmt.Printf("powercut: %d cycles (%d partial cuts), %d punches shown, %d survived, %d lost; %d cuts dropped %d unsynced bytes; %d syncs seen\n",
+		cycles, partial, len(shown), len(shown)-len(lost), len(lost), cutsWithData, held, syncs)
 	if len(lost) > 0 {
 		var lines []string
 		for _, l := range lost {

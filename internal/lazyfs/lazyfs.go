@@ -282,7 +282,10 @@ func (f *FS) Sync() error {
 // flushUnowned writes n's pending data through a descriptor of its own:
 // a sync not asked for by a process.
 func (f *FS) flushUnowned(n *node) syscall.Errno {
-	if _, parent := n.Parent(); parent == nil {
+	if h := n.anyOpen(); h != nil {
+		return f.syncFile(n, h.fd, true)
+	}
+	if n.orphan() {
 		// Unlinked and closed: nobody can see its data any more.
 		f.held -= n.pend.held()
 		n.pend = nil

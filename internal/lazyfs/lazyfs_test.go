@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -443,5 +444,35 @@ func TestCutPartial(t *testing.T) {
 	}
 	if kept == 0 || kept == size/512 {
 		t.Fatalf("%d of %d sectors kept: want some kept and some lost", kept, size/512)
+	}
+}
+
+func TestAttributesOfAnOpenUnlinkedFile(t *testing.T) {
+	m := mount(t, Options{})
+	m.durable("f", []byte("abc"))
+	f := m.open("f")
+	defer f.Close()
+	if err := os.Remove(m.path("f")); err != nil {
+		t.Fatal(err)
+	}
+	// Through the descriptor: the file, not the backing directory's root.
+	if err := f.Chmod(0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 1 {
+		t.Fatalf("stat = %v, %v; want mode 0600 and size 1", fi, err)
+	}
+	if fi, _ := os.Stat(m.backing); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("the backing directory's mode changed to %v", fi.Mode().Perm())
+	}
+	now := time.Unix(1700000000, 0)
+	if err := os.Chtimes(m.path(""), now, now); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(m.path("")); !fi.ModTime().Equal(now) {
+		t.Fatalf("directory mtime %v, want %v", fi.ModTime(), now)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -21,6 +22,9 @@ type node struct {
 	fs.Inode
 	lfs  *FS
 	pend *pending // nil: the backing file is the whole truth
+	// open are the node's open descriptors, for the requests that come
+	// without one (fchmod does), and for a file whose names are gone.
+	open map[*handle]struct{}
 }
 
 // The operations a node answers. Everything else (copy_file_range,
@@ -58,6 +62,16 @@ type handle struct{ fd int }
 
 func (n *node) backingPath() string {
 	return filepath.Join(n.lfs.backing, n.Path(nil))
+}
+
+// orphan tells a node whose last name was removed: it has no path in the
+// backing directory (its open descriptors still reach it).
+func (n *node) orphan() bool {
+	if n.IsRoot() {
+		return false
+	}
+	_, parent := n.Parent()
+	return parent == nil
 }
 
 func (n *node) child(name string) string { return filepath.Join(n.backingPath(), name) }
@@ -118,18 +132,25 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.lfs.mu.Lock()
+	defer n.lfs.mu.Unlock()
 	var st syscall.Stat_t
 	var err error
-	if h, ok := f.(*handle); ok {
+	h, ok := f.(*handle)
+	if !ok {
+		h = n.anyOpen()
+	}
+	switch {
+	case h != nil:
 		err = syscall.Fstat(h.fd, &st)
-	} else {
+	case n.orphan():
+		return syscall.ENOENT
+	default:
 		err = syscall.Lstat(n.backingPath(), &st)
 	}
 	if err != nil {
 		return fs.ToErrno(err)
 	}
-	n.lfs.mu.Lock()
-	defer n.lfs.mu.Unlock()
 	n.attr(&out.Attr, &st)
 	return 0
 }
@@ -137,8 +158,15 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 // withFd runs fn with a descriptor of the backing file: the handle's, or
 // one opened for the call.
 func (n *node) withFd(f fs.FileHandle, fn func(fd int) syscall.Errno) syscall.Errno {
-	if h, ok := f.(*handle); ok {
+	h, ok := f.(*handle)
+	if !ok {
+		h = n.anyOpen()
+	}
+	if h != nil {
 		return fn(h.fd)
+	}
+	if n.orphan() {
+		return syscall.ENOENT
 	}
 	fd, err := syscall.Open(n.backingPath(), syscall.O_RDWR|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -146,6 +174,24 @@ func (n *node) withFd(f fs.FileHandle, fn func(fd int) syscall.Errno) syscall.Er
 	}
 	defer syscall.Close(fd)
 	return fn(fd)
+}
+
+// anyOpen returns one of n's open descriptors, or nil. f.mu is held.
+func (n *node) anyOpen() *handle {
+	for h := range n.open {
+		return h
+	}
+	return nil
+}
+
+// opened records a new descriptor of n. f.mu is held.
+func (n *node) opened(fd int) *handle {
+	h := &handle{fd: fd}
+	if n.open == nil {
+		n.open = map[*handle]struct{}{}
+	}
+	n.open[h] = struct{}{}
+	return h
 }
 
 // pendingOf returns n's pending state, starting it from the backing
@@ -170,7 +216,67 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if l.cut {
 		return syscall.EIO
 	}
+	if _, ok := f.(*handle); !ok && n.anyOpen() == nil {
+		if n.orphan() {
+			return syscall.ENOENT
+		}
+		if n.Mode()&syscall.S_IFMT != syscall.S_IFREG {
+			return n.setattrPath(in, out)
+		}
+	}
+	return n.withFd(f, func(fd int) syscall.Errno {
+		if m, ok := in.GetMode(); ok {
+			if err := syscall.Fchmod(fd, m); err != nil {
+				return fs.ToErrno(err)
+			}
+		}
+		uid, uok := in.GetUID()
+		gid, gok := in.GetGID()
+		if uok || gok {
+			suid, sgid := -1, -1
+			if uok {
+				suid = int(uid)
+			}
+			if gok {
+				sgid = int(gid)
+			}
+			if err := syscall.Fchown(fd, suid, sgid); err != nil {
+				return fs.ToErrno(err)
+			}
+		}
+		if sz, ok := in.GetSize(); ok {
+			pd, errno := n.pendingOf(fd)
+			if errno != 0 {
+				return errno
+			}
+			before := pd.held()
+			pd.truncate(int64(sz))
+			l.held -= before - pd.held()
+		}
+		if ts, ok := times(in); ok {
+			if errno := futimens(fd, ts); errno != 0 {
+				return errno
+			}
+		}
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil {
+			return fs.ToErrno(err)
+		}
+		n.attr(&out.Attr, &st)
+		return 0
+	})
+}
+
+// setattrPath sets the attributes of a directory or symlink, which have
+// no data to hold.
+func (n *node) setattrPath(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	p := n.backingPath()
+	if _, ok := in.GetSize(); ok {
+		if n.IsDir() {
+			return syscall.EISDIR
+		}
+		return syscall.EINVAL
+	}
 	if m, ok := in.GetMode(); ok {
 		if err := syscall.Chmod(p, m); err != nil {
 			return fs.ToErrno(err)
@@ -190,43 +296,40 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			return fs.ToErrno(err)
 		}
 	}
-	if sz, ok := in.GetSize(); ok {
-		errno := n.withFd(f, func(fd int) syscall.Errno {
-			pd, errno := n.pendingOf(fd)
-			if errno != 0 {
-				return errno
-			}
-			before := pd.held()
-			pd.truncate(int64(sz))
-			l.held -= before - pd.held()
-			return 0
-		})
-		if errno != 0 {
-			return errno
-		}
-	}
-	mtime, mok := in.GetMTime()
-	atime, aok := in.GetATime()
-	if mok || aok {
-		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
-		if aok {
-			ts[0] = unix.NsecToTimespec(atime.UnixNano())
-		}
-		if mok {
-			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
-		}
+	if ts, ok := times(in); ok {
 		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fs.ToErrno(err)
 		}
 	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(p, &st); err != nil {
-		if h, ok := f.(*handle); !ok || syscall.Fstat(h.fd, &st) != nil {
-			return fs.ToErrno(err)
-		}
+		return fs.ToErrno(err)
 	}
 	n.attr(&out.Attr, &st)
 	return 0
+}
+
+// futimens sets the times of an open file (utimensat with a NULL path).
+func futimens(fd int, ts []unix.Timespec) syscall.Errno {
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	return errno
+}
+
+// times returns the access and modification times a setattr sets.
+func times(in *fuse.SetAttrIn) ([]unix.Timespec, bool) {
+	mtime, mok := in.GetMTime()
+	atime, aok := in.GetATime()
+	if !mok && !aok {
+		return nil, false
+	}
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+	if aok {
+		ts[0] = unix.NsecToTimespec(atime.UnixNano())
+	}
+	if mok {
+		ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+	}
+	return ts, true
 }
 
 // openBacking opens the backing file for reading and writing whatever
@@ -259,7 +362,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		l.held -= pd.held()
 		pd.truncate(0)
 	}
-	return &handle{fd: fd}, 0, 0
+	return n.opened(fd), 0, 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -298,7 +401,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		pd.truncate(0)
 	}
 	cn.attr(&out.Attr, &st)
-	return ch, &handle{fd: fd}, 0, 0
+	return ch, cn.opened(fd), 0, 0
 }
 
 func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -489,10 +592,14 @@ func (f *FS) syncFile(n *node, fd int, datasync bool) syscall.Errno {
 func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno { return 0 }
 
 func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
-	if h, ok := f.(*handle); ok {
-		return fs.ToErrno(syscall.Close(h.fd))
+	h, ok := f.(*handle)
+	if !ok {
+		return 0
 	}
-	return 0
+	n.lfs.mu.Lock()
+	delete(n.open, h)
+	n.lfs.mu.Unlock()
+	return fs.ToErrno(syscall.Close(h.fd))
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {

@@ -357,20 +357,12 @@ func TestPowerCut(t *testing.T) {
 // terminal that was never shut down cleanly: its data directory, bbolt
 // file and journals were all created by this run of the agent.
 //
-// It mounts with EntriesWithData (a file's fsync also makes the entries
-// made before it durable, as ext4 and xfs do), because the store does not
-// fsync the data directory after creating its files: under the strict
-// POSIX rule (LAZYFS_STRICT_FIRSTBOOT=1) everything is lost, see
-// docs/powercut.md.
+// It mounts under the strict POSIX rule (a new file's entry is durable only
+// once its directory was fsynced; ext4 and xfs are kinder): the store must
+// sync the data directory, and the one above it when it created it.
+// Before it did, everything was lost here (docs/powercut.md).
 func TestPowerCutFirstBoot(t *testing.T) {
 	pc := newPowercut(t)
-	if os.Getenv("LAZYFS_STRICT_FIRSTBOOT") == "" {
-		pc.m.opts.EntriesWithData = true
-		if err := pc.m.fs.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-		pc.m.mount()
-	}
 	cmd, out := pc.start()
 	frame, err := rdm6300.Encode(powercutCards[0])
 	if err != nil {

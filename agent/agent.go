@@ -280,7 +280,7 @@ func (a *Agent) write(ctx context.Context) {
 			for {
 				select {
 				case rd := <-a.reads:
-					a.commit([]reader.Read{rd})
+					a.commit([]reader.Read{rd}, false)
 				default:
 					a.recordFolded(a.flood.Drain())
 					return
@@ -301,11 +301,14 @@ func (a *Agent) write(ctx context.Context) {
 				break more
 			}
 		}
-		a.commit(batch)
+		a.commit(batch, false)
 	}
 }
 
-func (a *Agent) commit(batch []reader.Read) {
+// commit decides and stores a batch of reads. retry says the reads were
+// offered once already (their batch failed): the flood limiter has
+// counted them, and must not count them again.
+func (a *Agent) commit(batch []reader.Read, retry bool) {
 	outs := make([]punch.Outcome, len(batch))
 	ptrs := make([]*punch.Outcome, 0, len(batch))
 	// Open entries as this batch changes them: nil means closed.
@@ -314,7 +317,7 @@ func (a *Agent) commit(batch []reader.Read) {
 	var folded []reader.Read
 	for i, rd := range batch {
 		outs[i] = a.decide(idx, changed, rd)
-		if outs[i].Event.Reason == punch.ReasonUnknownCredential {
+		if outs[i].Event.Reason == punch.ReasonUnknownCredential && !retry {
 			// Unknown credentials are kept and sent, but repeats and a
 			// flood of them are folded into counts (flood).
 			v := a.flood.Admit(rd.Reader, rd.Type, rd.Value, outs[i].Event.At)
@@ -347,7 +350,7 @@ func (a *Agent) commit(batch []reader.Read) {
 	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrFull) {
 		// One bad read must not cost the others: store them one by one.
 		for i := range batch {
-			a.commit(batch[i : i+1])
+			a.commit(batch[i:i+1], true)
 		}
 		return
 	}

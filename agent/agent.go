@@ -280,7 +280,7 @@ func (a *Agent) write(ctx context.Context) {
 			for {
 				select {
 				case rd := <-a.reads:
-					a.commit([]reader.Read{rd}, false)
+					a.commit([]reader.Read{rd}, nil)
 				default:
 					a.recordFolded(a.flood.Drain())
 					return
@@ -301,26 +301,34 @@ func (a *Agent) write(ctx context.Context) {
 				break more
 			}
 		}
-		a.commit(batch, false)
+		a.commit(batch, nil)
 	}
 }
 
-// commit decides and stores a batch of reads. retry says the reads were
-// offered once already (their batch failed): the flood limiter has
-// counted them, and must not count them again.
-func (a *Agent) commit(batch []reader.Read, retry bool) {
+// commit decides and stores a batch of reads. verdicts, when set, are the
+// flood limiter's verdicts of a batch that failed and is retried read by
+// read: the limiter has counted those reads already.
+func (a *Agent) commit(batch []reader.Read, verdicts []flood.Verdict) {
 	outs := make([]punch.Outcome, len(batch))
 	ptrs := make([]*punch.Outcome, 0, len(batch))
 	// Open entries as this batch changes them: nil means closed.
 	changed := map[string]*punch.Open{}
 	idx := a.idx.Load()
 	var folded []reader.Read
+	// The reads to store, with their verdicts, should they be retried.
+	var kept []reader.Read
+	var keptV []flood.Verdict
 	for i, rd := range batch {
 		outs[i] = a.decide(idx, changed, rd)
-		if outs[i].Event.Reason == punch.ReasonUnknownCredential && !retry {
+		v := flood.Verdict{Record: true, Count: 1}
+		if outs[i].Event.Reason == punch.ReasonUnknownCredential {
 			// Unknown credentials are kept and sent, but repeats and a
 			// flood of them are folded into counts (flood).
-			v := a.flood.Admit(rd.Reader, rd.Type, rd.Value, outs[i].Event.At)
+			if verdicts != nil {
+				v = verdicts[i]
+			} else {
+				v = a.flood.Admit(rd.Reader, rd.Type, rd.Value, outs[i].Event.At)
+			}
 			if !v.Record {
 				folded = append(folded, rd)
 				continue
@@ -329,6 +337,7 @@ func (a *Agent) commit(batch []reader.Read, retry bool) {
 				outs[i].Event.Count, outs[i].Event.FirstAt = v.Count, v.First.Round(0).Truncate(time.Millisecond)
 			}
 		}
+		kept, keptV = append(kept, rd), append(keptV, v)
 		ptrs = append(ptrs, &outs[i])
 		if id := outs[i].Event.EmployeeID; id != "" {
 			if outs[i].CloseOpen {
@@ -347,10 +356,10 @@ func (a *Agent) commit(batch []reader.Read, retry bool) {
 		return
 	}
 	err := a.db.Append(ptrs)
-	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrFull) {
+	if err != nil && len(kept) > 1 && !errors.Is(err, store.ErrFull) {
 		// One bad read must not cost the others: store them one by one.
-		for i := range batch {
-			a.commit(batch[i:i+1], true)
+		for i := range kept {
+			a.commit(kept[i:i+1], keptV[i:i+1])
 		}
 		return
 	}
@@ -359,7 +368,7 @@ func (a *Agent) commit(batch []reader.Read, retry bool) {
 		if errors.Is(err, store.ErrFull) {
 			reason = punch.ReasonStorageFull
 		}
-		for _, rd := range batch {
+		for _, rd := range kept {
 			a.log.Error("punch not stored", "reader", rd.Reader, "reason", reason, "err", err)
 			a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: reason})
 		}

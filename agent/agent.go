@@ -597,11 +597,9 @@ func (a *Agent) maintain(ctx context.Context) {
 // on paho's delivery goroutine: a store transaction, no more.
 func (a *Agent) onAcks(acks []uplink.Ack) {
 	conv := make([]store.Ack, len(acks))
-	rejected := 0
 	for i, k := range acks {
 		conv[i] = store.Ack{ID: k.ID, OK: k.OK, Error: k.Error}
 		if !k.OK {
-			rejected++
 			a.log.Warn("record rejected by a connector: kept as a dead letter", "id", k.ID, "error", k.Error)
 		}
 	}
@@ -613,8 +611,8 @@ func (a *Agent) onAcks(acks []uplink.Ack) {
 	for _, id := range unknown {
 		a.log.Warn("ack for an unknown record id ignored", "id", id)
 	}
-	if rejected > 0 && a.up != nil {
-		a.up.PublishStatus()
+	if a.up != nil {
+		a.up.PublishStatus() // unconfirmed and dead letters changed
 	}
 }
 

@@ -136,9 +136,9 @@ type Status struct {
 	RosterError   string `json:"roster_error,omitempty"`
 	// Unconfirmed, OldestUnconfirmed and DeadLetters follow connector
 	// confirmations; StorageWarning and Alarm call a technician.
-	Unconfirmed       int       `json:"unconfirmed,omitempty"`
+	Unconfirmed       int       `json:"unconfirmed"`
 	OldestUnconfirmed time.Time `json:"oldest_unconfirmed,omitzero"`
-	DeadLetters       int       `json:"dead_letters,omitempty"`
+	DeadLetters       int       `json:"dead_letters"`
 	StorageWarning    string    `json:"storage_warning,omitempty"`
 	Alarm             string    `json:"alarm,omitempty"`
 }

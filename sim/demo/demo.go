@@ -1,7 +1,9 @@
 // Package demo runs a whole simulated terminal on this machine: a broker,
 // the real punchclock agent binary, virtual readers on pseudo-terminals,
-// a scripted day of badges, and a subscriber that prints each shift as it
-// arrives. `make demo` runs it.
+// a scripted day of badges, and a connector that prints each shift as it
+// arrives and confirms it on the acks topic. The connector's payroll
+// system refuses one shift: the demo shows it in `punchclock errors`,
+// replays it, and the connector then takes it. `make demo` runs it.
 package demo
 
 import (
@@ -123,6 +125,9 @@ roster_file = %q
 broker = %q
 topic_prefix = "punchclock"
 
+[delivery]
+confirm = "connector"
+
 [[readers]]
 name = "front"
 driver = "rdm6300"
@@ -140,7 +145,7 @@ direction = "out"
 		return fmt.Errorf("demo: %w", err)
 	}
 
-	// The subscriber a connector would be.
+	// The connector.
 	sub, shifts, err := subscribe(b.URL, out)
 	if err != nil {
 		return err
@@ -205,20 +210,51 @@ direction = "out"
 	}
 
 	deadline := time.After(15 * time.Second)
-	got := 0
-	for got < wantShifts {
+	seen := map[string]bool{}
+	var refused string
+	for len(seen) < wantShifts {
 		select {
-		case <-shifts:
-			got++
+		case sh := <-shifts:
+			seen[sh.ID] = true
+			if sh.PayrollNo == refusedPayroll {
+				refused = sh.ID
+			}
 		case <-deadline:
-			return fmt.Errorf("demo: only %d of %d shifts arrived", got, wantShifts)
+			return fmt.Errorf("demo: only %d of %d shifts arrived", len(seen), wantShifts)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	status, err := exec.Command(o.Agent, "status", "-config", cfgPath).CombinedOutput()
+	got := len(seen)
+	run := func(args ...string) (string, error) {
+		b, err := exec.Command(o.Agent, append(args[:1:1], append([]string{"-config", cfgPath}, args[1:]...)...)...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("demo: punchclock %s: %v\n%s", args[0], err, b)
+		}
+		return string(b), nil
+	}
+	// The refused shift is a dead letter on the terminal, with the
+	// payroll system's words; an admin fixes the contract and replays it.
+	if err := waitStatus(ctx, run, "a dead letter", func(st statusJSON) bool { return st.DeadLetters == 1 && st.Unconfirmed == 0 }); err != nil {
+		return err
+	}
+	errs, err := run("errors")
 	if err != nil {
-		return fmt.Errorf("demo: status: %v\n%s", err, status)
+		return err
+	}
+	say("punchclock errors:\n%s", errs)
+	say("the admin adds the missing contract, then: punchclock replay %s", refused)
+	rep, err := run("replay", refused)
+	if err != nil {
+		return err
+	}
+	say("%s", strings.TrimSpace(rep))
+	if err := waitStatus(ctx, run, "everything confirmed", func(st statusJSON) bool { return st.DeadLetters == 0 && st.Unconfirmed == 0 }); err != nil {
+		return err
+	}
+	status, err := run("status")
+	if err != nil {
+		return err
 	}
 	say("punchclock status:\n%s", status)
 	say("done: %d shifts arrived.", got)
@@ -228,8 +264,46 @@ direction = "out"
 	return nil
 }
 
+// refusedPayroll is the payroll number whose first shift the demo's
+// payroll system refuses.
+const refusedPayroll = "1003"
+
+type statusJSON struct {
+	Unconfirmed int `json:"unconfirmed"`
+	DeadLetters int `json:"dead_letters"`
+}
+
+func waitStatus(ctx context.Context, run func(...string) (string, error), what string, cond func(statusJSON) bool) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := run("status", "-json")
+		if err != nil {
+			return err
+		}
+		var st statusJSON
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return fmt.Errorf("demo: status -json: %v", err)
+		}
+		if cond(st) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: timed out waiting for %s: %s", what, out)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// subscribe connects the demo's connector: it prints what arrives and
+// acks each event and shift on the device's acks topic, refusing the
+// first shift of refusedPayroll as a payroll system would.
 func subscribe(url string, out io.Writer) (mqtt.Client, <-chan punch.Shift, error) {
 	shifts := make(chan punch.Shift, 16)
+	refusedOnce := false
 	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("demo-connector").SetCleanSession(true)
 	c := mqtt.NewClient(opts)
 	if t := c.Connect(); t.WaitTimeout(5*time.Second) && t.Error() != nil {
@@ -246,11 +320,22 @@ func subscribe(url string, out io.Writer) (mqtt.Client, <-chan punch.Shift, erro
 			fmt.Fprintf(out, "SHIFT  | %s payroll %s (%s): in %s, out %s, %s  id %s\n", sh.EmployeeID, sh.PayrollNo,
 				sh.Department, sh.In.Format("15:04:05.000"), sh.Out.Format("15:04:05.000"),
 				sh.Out.Sub(sh.In).Round(time.Millisecond), sh.ID)
-			shifts <- sh
+			ack := fmt.Sprintf(`{"id":%q,"ok":true}`, sh.ID)
+			if sh.PayrollNo == refusedPayroll && !refusedOnce {
+				refusedOnce = true
+				ack = fmt.Sprintf(`{"id":%q,"ok":false,"error":"payroll: 422 employee %s has no contract for department %s"}`, sh.ID, sh.PayrollNo, sh.Department)
+				fmt.Fprintf(out, "conn   | payroll refuses %s\n", sh.ID)
+			}
+			c.Publish(ackTopic(m.Topic()), 1, false, ack)
+			select {
+			case shifts <- sh:
+			default:
+			}
 		case strings.HasSuffix(m.Topic(), "/events"):
 			var ev punch.Event
 			json.Unmarshal(m.Payload(), &ev)
 			fmt.Fprintf(out, "event  | %-6s %-5s %-8s %-3s %s\n", ev.Reader, ev.EmployeeID, ev.Decision, ev.Direction, ev.Reason)
+			c.Publish(ackTopic(m.Topic()), 1, false, fmt.Sprintf(`{"id":%q,"ok":true}`, ev.ID))
 		case strings.HasSuffix(m.Topic(), "/status"):
 			fmt.Fprintf(out, "status | %s\n", m.Payload())
 		}
@@ -259,6 +344,11 @@ func subscribe(url string, out io.Writer) (mqtt.Client, <-chan punch.Shift, erro
 		return nil, nil, fmt.Errorf("demo: subscribe: %v", t.Error())
 	}
 	return c, shifts, nil
+}
+
+// ackTopic is the acks topic of the device that published on topic.
+func ackTopic(topic string) string {
+	return topic[:strings.LastIndex(topic, "/")] + "/acks"
 }
 
 type lockedWriter struct {

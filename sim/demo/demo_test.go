@@ -56,13 +56,24 @@ func testRun(t *testing.T, broker string) {
 		}
 		return n
 	}
-	if n := count("SHIFT  |"); n != 3 {
-		t.Errorf("%d SHIFT lines, want 3", n)
+	// Chris's shift arrives twice: refused by the payroll system, then
+	// replayed unchanged.
+	if n := count("SHIFT  |"); n != 4 {
+		t.Errorf("%d SHIFT lines, want 4", n)
 	}
-	for _, who := range []string{"E100", "E101", "E102"} {
-		if n := count("SHIFT  |", who); n != 1 {
-			t.Errorf("%d shifts of %s, want 1", n, who)
+	for who, want := range map[string]int{"E100": 1, "E101": 1, "E102": 2} {
+		if n := count("SHIFT  |", who); n != want {
+			t.Errorf("%d shifts of %s, want %d", n, who, want)
 		}
+	}
+	if n := count("conn   | payroll refuses"); n != 1 {
+		t.Errorf("%d refusals, want 1", n)
+	}
+	if !strings.Contains(text, "shift") || !strings.Contains(text, "connector: payroll: 422 employee 1003 has no contract") {
+		t.Errorf("punchclock errors did not show the payroll system's words")
+	}
+	if !strings.Contains(text, "1 dead letters replayed") {
+		t.Errorf("no replay line")
 	}
 	for _, c := range []struct{ reader, reason string }{
 		{"front", "unknown_credential"}, // the visitor's card

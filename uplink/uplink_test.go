@@ -291,7 +291,7 @@ func TestStatusOnlineWillOffline(t *testing.T) {
 		return out
 	}
 	msgs := sub.WaitFor(t, 1, 5*time.Second)
-	want := `{"state":"online","version":"1.2.3","roster_version":7,"pending":3}`
+	want := `{"state":"online","version":"1.2.3","roster_version":7,"pending":3,"unconfirmed":0,"dead_letters":0}`
 	if string(msgs[0].Payload) != want || msgs[0].Topic != base+"status" {
 		t.Fatalf("status = %s on %s, want %s", msgs[0].Payload, msgs[0].Topic, want)
 	}

@@ -524,7 +524,13 @@ func (a *Agent) applyRoster(b []byte, source string) {
 	r, sum, err := a.checkRoster(b)
 	switch {
 	case err == nil:
-		err = a.db.ReplaceRoster(r)
+		if err = a.db.ReplaceRoster(r); errors.Is(err, store.ErrRosterSame) {
+			err = nil // stored already: swap it in
+		} else if err != nil {
+			// Not the roster's fault (a full disk): the same message
+			// offered again at the next reconnect is tried again.
+			a.rosterRaw = [sha256.Size]byte{}
+		}
 	case errors.Is(err, errRosterSame):
 		a.log.Debug("roster unchanged", "source", source, "version", r.Version)
 		return

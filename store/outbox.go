@@ -78,12 +78,24 @@ func (db *DB) Peek(after uint64, max int) ([]OutboxRow, error) {
 // requeueDue makes unconfirmed records sent at least ResendAfter ago
 // unsent again, so that they are published again, unchanged.
 func (db *DB) requeueDue(now time.Time) error {
-	cutoff := uint64(now.Add(-db.opts.ResendAfter).UnixMilli())
-	isDue := func(k []byte) bool { return len(k) == 16 && binary.BigEndian.Uint64(k) <= cutoff }
+	// Due: sent ResendAfter ago or longer; and sent "in the future", as
+	// a clock corrected backwards leaves it (they would wait until then).
+	ms := now.UnixMilli()
+	cutoff := ms - db.opts.ResendAfter.Milliseconds()
+	future := ms + time.Minute.Milliseconds()
+	isDue := func(k []byte) bool {
+		if len(k) != 16 {
+			return false
+		}
+		at := int64(binary.BigEndian.Uint64(k))
+		return at <= cutoff || at > future
+	}
 	var any bool
 	if err := db.bolt.View(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bDue).Cursor().First()
-		any = isDue(k)
+		c := tx.Bucket(bDue).Cursor()
+		first, _ := c.First()
+		last, _ := c.Last()
+		any = isDue(first) || isDue(last)
 		return nil
 	}); err != nil || !any {
 		return err
@@ -93,13 +105,28 @@ func (db *DB) requeueDue(now time.Time) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		var c counts
 		due := tx.Bucket(bDue).Cursor()
-		var seqs []uint64
-		for k, _ := due.First(); isDue(k) && len(seqs) < maxRequeue; k, _ = due.Next() {
-			seqs = append(seqs, binary.BigEndian.Uint64(k[8:]))
+		var keys [][]byte
+		for k, _ := due.First(); isDue(k) && len(keys) < maxRequeue; k, _ = due.Next() {
+			keys = append(keys, append([]byte(nil), k...))
 		}
-		for _, seq := range seqs {
-			if _, err := delUnconf(tx, seq); err != nil {
+		for k, _ := due.Last(); isDue(k) && len(keys) < maxRequeue; k, _ = due.Prev() {
+			if int64(binary.BigEndian.Uint64(k)) <= cutoff {
+				break // met the ones taken from the front
+			}
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for _, k := range keys {
+			seq := binary.BigEndian.Uint64(k[8:])
+			was, err := delUnconf(tx, seq)
+			if err != nil {
 				return err
+			}
+			if !was {
+				// A stale index entry: drop it, count nothing.
+				if err := tx.Bucket(bDue).Delete(k); err != nil {
+					return err
+				}
+				continue
 			}
 			if err := tx.Bucket(bUnsent).Put(u64(seq), nil); err != nil {
 				return err

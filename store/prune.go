@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,9 +25,9 @@ func (db *DB) Prune(now time.Time) (int, error) {
 		return 0, ErrReadOnly
 	}
 	horizon := now.Add(-db.opts.Retention).UnixMilli()
-	total := 0
+	total, squeezing := 0, false
 	for {
-		n, more, err := db.pruneStep(horizon)
+		n, more, err := db.pruneStep(horizon, &squeezing)
 		total += n
 		if err != nil || !more {
 			return total, err
@@ -40,57 +41,113 @@ func (db *DB) pressure(tx *bolt.Tx, pct int64) bool {
 }
 
 // pruneStep deletes up to pruneBatch records and reports whether there
-// may be more to delete.
-func (db *DB) pruneStep(horizon int64) (n int, more bool, err error) {
+// may be more to delete. Past the horizon it goes by the day index, so
+// that a record stamped in the future (a clock set wrong, then corrected)
+// holds up nothing: each day before the horizon day is scanned over its
+// range of seqs, its done records deleted, and its index entry dropped
+// once it has no record left (or narrowed to those kept). Under space
+// pressure it deletes the oldest done records whatever their day.
+func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err error) {
 	db.applyMu.Lock()
 	defer db.applyMu.Unlock()
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		squeeze := db.pressure(tx, 80)
-		recs := tx.Bucket(bRec)
-		unsent, unconf, dead := tx.Bucket(bUnsent), tx.Bucket(bUnconf), tx.Bucket(bDead)
+		// Space freed by the step before counts now, in a new
+		// transaction: squeeze from 80 % down to 75 %.
+		*squeezing = db.pressure(tx, 80) || *squeezing && db.pressure(tx, 75)
+		if *squeezing {
+			n, more, err = db.squeeze(tx)
+			return err
+		}
+		n, more, err = db.pruneDays(tx, horizon)
+		return err
+	})
+	return n, more && n > 0, err
+}
+
+// done reports whether the record under k has ended its road.
+func done(tx *bolt.Tx, k []byte) bool {
+	return tx.Bucket(bUnsent).Get(k) == nil && tx.Bucket(bUnconf).Get(k) == nil && tx.Bucket(bDead).Get(k) == nil
+}
+
+func (db *DB) pruneDays(tx *bolt.Tx, horizon int64) (n int, more bool, err error) {
+	recs, days := tx.Bucket(bRec), tx.Bucket(bDay)
+	hday := time.UnixMilli(horizon).UTC().Format(time.DateOnly)
+	type dayRange struct {
+		day         string
+		first, last uint64
+	}
+	var todo []dayRange
+	dc := days.Cursor()
+	for k, v := dc.First(); k != nil && string(k) < hday; k, v = dc.Next() {
+		if len(v) != 16 {
+			return 0, false, fmt.Errorf("%w: day index %s", ErrCorrupt, k)
+		}
+		todo = append(todo, dayRange{string(k), binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])})
+	}
+	for _, d := range todo {
 		var del [][]byte
+		var keptFirst, keptLast uint64
 		c := recs.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if len(del) == pruneBatch {
-				more = true
-				break
-			}
+		for k, v := c.Seek(u64(d.first)); k != nil && binary.BigEndian.Uint64(k) <= d.last; k, v = c.Next() {
 			if len(v) < recHeader {
-				return fmt.Errorf("%w: record %x", ErrCorrupt, k)
+				return 0, false, fmt.Errorf("%w: record %x", ErrCorrupt, k)
 			}
-			if recTime(v).UnixMilli() >= horizon && !squeeze {
-				break // records are (nearly) in time order
+			at := recTime(v)
+			if at.UTC().Format(time.DateOnly) != d.day {
+				continue // another day's record in this range
 			}
-			if unsent.Get(k) != nil || unconf.Get(k) != nil || dead.Get(k) != nil {
+			if len(del) < pruneBatch-n && at.UnixMilli() < horizon && done(tx, k) {
+				del = append(del, append([]byte(nil), k...))
 				continue
 			}
-			del = append(del, append([]byte(nil), k...))
+			seq := binary.BigEndian.Uint64(k)
+			if keptFirst == 0 {
+				keptFirst = seq
+			}
+			keptLast = seq
 		}
 		for _, k := range del {
 			if err := recs.Delete(k); err != nil {
-				return err
+				return 0, false, err
 			}
 		}
-		n = len(del)
-		// Day index entries wholly before the horizon.
-		days := tx.Bucket(bDay)
-		hday := time.UnixMilli(horizon).UTC().Format(time.DateOnly)
-		var old [][]byte
-		dc := days.Cursor()
-		for k, _ := dc.First(); k != nil && string(k) < hday; k, _ = dc.Next() {
-			old = append(old, append([]byte(nil), k...))
+		n += len(del)
+		switch {
+		case keptFirst == 0:
+			err = days.Delete([]byte(d.day))
+		default:
+			v := make([]byte, 16)
+			binary.BigEndian.PutUint64(v, keptFirst)
+			binary.BigEndian.PutUint64(v[8:], keptLast)
+			err = days.Put([]byte(d.day), v)
 		}
-		for _, k := range old {
-			if err := days.Delete(k); err != nil {
-				return err
-			}
+		if err != nil {
+			return 0, false, err
 		}
-		if squeeze && more {
-			more = db.pressure(tx, 75)
+		if n >= pruneBatch {
+			return n, true, nil
 		}
-		return nil
-	})
-	return n, more && n > 0, err
+	}
+	return n, false, nil
+}
+
+// squeeze deletes up to pruneBatch of the oldest done records, and
+// reports whether there may be more.
+func (db *DB) squeeze(tx *bolt.Tx) (n int, more bool, err error) {
+	recs := tx.Bucket(bRec)
+	var del [][]byte
+	c := recs.Cursor()
+	for k, _ := c.First(); k != nil && len(del) < pruneBatch; k, _ = c.Next() {
+		if done(tx, k) {
+			del = append(del, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range del {
+		if err := recs.Delete(k); err != nil {
+			return 0, false, err
+		}
+	}
+	return len(del), len(del) == pruneBatch, nil
 }
 
 // dataBytes is what the database holds, free pages not counted, plus the

@@ -2,6 +2,7 @@ package store
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,12 +161,14 @@ func copySameLayout(src, dst *bolt.Tx, unreadable *[]string) (int, error) {
 		if sb == nil {
 			continue
 		}
+		// The sequence sits in the parent's record of the bucket: it
+		// reads even when the bucket's pages do not.
+		if err := db.SetSequence(sb.Sequence()); err != nil {
+			return 0, err
+		}
 		var werr error
 		if e := safely(func() error {
 			werr = copyBucket(sb, db)
-			if werr == nil {
-				werr = db.SetSequence(sb.Sequence())
-			}
 			return nil
 		}); e != nil {
 			*unreadable = append(*unreadable, fmt.Sprintf("bucket %s: %v", name, e))
@@ -179,7 +182,48 @@ func copySameLayout(src, dst *bolt.Tx, unreadable *[]string) (int, error) {
 			return 0, err
 		}
 	}
+	// Lost keys may have held the highest seqs: no id is handed out
+	// again.
+	recs := dst.Bucket(bRec)
+	last := recs.Sequence()
+	if k, _ := recs.Cursor().Last(); len(k) == 8 {
+		last = max(last, binary.BigEndian.Uint64(k))
+	}
+	if err := recs.SetSequence(last + journalSkip); err != nil {
+		return 0, err
+	}
+	if err := rebuildIndexes(dst); err != nil {
+		return 0, err
+	}
 	return recount(dst, true)
+}
+
+// rebuildIndexes makes the due index from the unconfirmed records and the
+// day index from the records, whatever was salvaged of either.
+func rebuildIndexes(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bDue, bDay} {
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	due, days := tx.Bucket(bDue), tx.Bucket(bDay)
+	if err := tx.Bucket(bUnconf).ForEach(func(k, v []byte) error {
+		if len(k) != 8 || len(v) != 8 {
+			return nil
+		}
+		return due.Put(dueKey(binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(k)), nil)
+	}); err != nil {
+		return err
+	}
+	return tx.Bucket(bRec).ForEach(func(k, v []byte) error {
+		if len(k) != 8 || len(v) < recHeader {
+			return nil
+		}
+		return addDay(days, recTime(v).UnixMilli(), binary.BigEndian.Uint64(k))
+	})
 }
 
 // copyBucket copies the keys of src that can be read.

@@ -454,11 +454,20 @@ func (db *DB) open(dir string) error {
 	return nil
 }
 
+// loadSeqs reads the last record seq handed out (the bucket's sequence:
+// a commit sets it to every seq handed out by then, pending ones
+// included) and the last one in bbolt (its last key): records above it
+// are pending in the journal.
 func (db *DB) loadSeqs(tx *bolt.Tx) {
-	if b := tx.Bucket(bRec); b != nil {
-		db.next = b.Sequence()
+	b := tx.Bucket(bRec)
+	if b == nil {
+		return
 	}
-	db.appliedSeq = db.next
+	db.next = b.Sequence()
+	if k, _ := b.Cursor().Last(); len(k) == 8 {
+		db.appliedSeq = binary.BigEndian.Uint64(k)
+	}
+	db.next = max(db.next, db.appliedSeq)
 }
 
 func (db *DB) init(tx *bolt.Tx) error {

@@ -203,7 +203,7 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) error {
 				if err := recs.Put(u64(r.seq), db.encodeRecord(r.kind, e.At, r.payload)); err != nil {
 					return err
 				}
-				if err := db.putState(tx, r.seq, states[r.seq], &c); err != nil {
+				if err := db.putState(tx, r.seq, e.At, states[r.seq], &c); err != nil {
 					return err
 				}
 				if err := addDay(days, e.At, r.seq); err != nil {
@@ -257,16 +257,17 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) error {
 	return nil
 }
 
-// putState files a newly applied record under the delivery state it
-// reached while pending.
-func (db *DB) putState(tx *bolt.Tx, seq uint64, st early, c *counts) error {
+// putState files an applied record, of time at (unix ms), under a
+// delivery state: unsent, unconfirmed, dead, or done (in the done index,
+// by time, which is what retention prunes).
+func (db *DB) putState(tx *bolt.Tx, seq uint64, at int64, st early, c *counts) error {
 	switch st.state {
 	case stNone:
 		c.unsent++
-		return tx.Bucket(bUnsent).Put(u64(seq), nil)
+		return tx.Bucket(bUnsent).Put(u64(seq), present)
 	case stSent:
 		if db.opts.Confirm != ConfirmConnector {
-			return nil
+			return putDone(tx, seq, at)
 		}
 		c.unconf++
 		return putUnconf(tx, seq, st.at)
@@ -278,7 +279,17 @@ func (db *DB) putState(tx *bolt.Tx, seq uint64, st early, c *counts) error {
 		}
 		return tx.Bucket(bDead).Put(u64(seq), v)
 	}
-	return nil // stDone
+	return putDone(tx, seq, at) // stDone
+}
+
+// putDone and delDone keep the done index: records at the end of their
+// road, by time then seq, so that pruning reads only what it deletes.
+func putDone(tx *bolt.Tx, seq uint64, at int64) error {
+	return tx.Bucket(bDone).Put(dueKey(uint64(at), seq), nil)
+}
+
+func delDone(tx *bolt.Tx, seq uint64, at int64) error {
+	return tx.Bucket(bDone).Delete(dueKey(uint64(at), seq))
 }
 
 func putUnconf(tx *bolt.Tx, seq uint64, at time.Time) error {

@@ -128,7 +128,7 @@ func (db *DB) requeueDue(now time.Time) error {
 				}
 				continue
 			}
-			if err := tx.Bucket(bUnsent).Put(u64(seq), nil); err != nil {
+			if err := tx.Bucket(bUnsent).Put(u64(seq), present); err != nil {
 				return err
 			}
 			c.unconf--
@@ -190,6 +190,11 @@ func (db *DB) Sent(seqs []uint64, at time.Time) error {
 				c.unsent--
 			}
 			if !connector {
+				if wasUnsent {
+					if err := putDoneOf(tx, s); err != nil {
+						return fmt.Errorf("store: %w", err)
+					}
+				}
 				continue
 			}
 			wasUnconf, err := delUnconf(tx, s)
@@ -326,10 +331,27 @@ func (db *DB) Reject(seq uint64, reason string, at time.Time) error {
 	})
 }
 
-// setState moves an applied record out of whichever state bucket holds
-// it and into st. The caller holds applyMu.
+// putDoneOf puts an applied record in the done index.
+func putDoneOf(tx *bolt.Tx, seq uint64) error {
+	r, err := getRecord(tx, seq)
+	if err != nil {
+		return err
+	}
+	return putDone(tx, seq, r.at.UnixMilli())
+}
+
+// setState moves an applied record out of whichever state (or index)
+// holds it and into st. The caller holds applyMu.
 func (db *DB) setState(tx *bolt.Tx, seq uint64, st early, c *counts) error {
 	k := u64(seq)
+	r, err := getRecord(tx, seq)
+	if err != nil {
+		return err
+	}
+	at := r.at.UnixMilli()
+	if err := delDone(tx, seq, at); err != nil {
+		return err
+	}
 	unsent, dead := tx.Bucket(bUnsent), tx.Bucket(bDead)
 	if unsent.Get(k) != nil {
 		if err := unsent.Delete(k); err != nil {
@@ -350,7 +372,7 @@ func (db *DB) setState(tx *bolt.Tx, seq uint64, st early, c *counts) error {
 		}
 		c.dead--
 	}
-	return db.putState(tx, seq, st, c)
+	return db.putState(tx, seq, at, st, c)
 }
 
 func idKindMatches(id string, kind byte) bool {

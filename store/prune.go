@@ -41,12 +41,11 @@ func (db *DB) pressure(tx *bolt.Tx, pct int64) bool {
 }
 
 // pruneStep deletes up to pruneBatch records and reports whether there
-// may be more to delete. Past the horizon it goes by the day index, so
-// that a record stamped in the future (a clock set wrong, then corrected)
-// holds up nothing: each day before the horizon day is scanned over its
-// range of seqs, its done records deleted, and its index entry dropped
-// once it has no record left (or narrowed to those kept). Under space
-// pressure it deletes the oldest done records whatever their day.
+// may be more to delete. It reads the done index (records at the end of
+// their road, by time), so it reads only what it deletes: undelivered
+// records, however many and however old, cost nothing, and a record
+// stamped in the future (a clock set wrong) holds up nothing. Under space
+// pressure it deletes the oldest done records whatever their time.
 func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err error) {
 	db.applyMu.Lock()
 	defer db.applyMu.Unlock()
@@ -54,100 +53,52 @@ func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err e
 		// Space freed by the step before counts now, in a new
 		// transaction: squeeze from 80 % down to 75 %.
 		*squeezing = db.pressure(tx, 80) || *squeezing && db.pressure(tx, 75)
-		if *squeezing {
-			n, more, err = db.squeeze(tx)
-			return err
+		recs, doneIdx := tx.Bucket(bRec), tx.Bucket(bDone)
+		var del [][]byte
+		c := doneIdx.Cursor()
+		for k, _ := c.First(); len(k) == 16 && len(del) < pruneBatch; k, _ = c.Next() {
+			if !*squeezing && int64(binary.BigEndian.Uint64(k)) >= horizon {
+				break
+			}
+			del = append(del, append([]byte(nil), k...))
 		}
-		n, more, err = db.pruneDays(tx, horizon)
-		return err
+		for _, k := range del {
+			if err := recs.Delete(k[8:]); err != nil {
+				return err
+			}
+			if err := doneIdx.Delete(k); err != nil {
+				return err
+			}
+		}
+		n, more = len(del), len(del) == pruneBatch
+		return dropEmptyDays(tx, horizon)
 	})
 	return n, more && n > 0, err
 }
 
-// done reports whether the record under k has ended its road.
-func done(tx *bolt.Tx, k []byte) bool {
-	return tx.Bucket(bUnsent).Get(k) == nil && tx.Bucket(bUnconf).Get(k) == nil && tx.Bucket(bDead).Get(k) == nil
-}
-
-func (db *DB) pruneDays(tx *bolt.Tx, horizon int64) (n int, more bool, err error) {
+// dropEmptyDays deletes the day index entries before the horizon's day
+// whose range of seqs holds no record any more. An entry whose range
+// still holds records (of its day, or of others') stays.
+func dropEmptyDays(tx *bolt.Tx, horizon int64) error {
 	recs, days := tx.Bucket(bRec), tx.Bucket(bDay)
 	hday := time.UnixMilli(horizon).UTC().Format(time.DateOnly)
-	type dayRange struct {
-		day         string
-		first, last uint64
-	}
-	var todo []dayRange
+	var empty [][]byte
 	dc := days.Cursor()
 	for k, v := dc.First(); k != nil && string(k) < hday; k, v = dc.Next() {
 		if len(v) != 16 {
-			return 0, false, fmt.Errorf("%w: day index %s", ErrCorrupt, k)
+			return fmt.Errorf("%w: day index %s", ErrCorrupt, k)
 		}
-		todo = append(todo, dayRange{string(k), binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])})
-	}
-	for _, d := range todo {
-		var del [][]byte
-		var keptFirst, keptLast uint64
-		c := recs.Cursor()
-		for k, v := c.Seek(u64(d.first)); k != nil && binary.BigEndian.Uint64(k) <= d.last; k, v = c.Next() {
-			if len(v) < recHeader {
-				return 0, false, fmt.Errorf("%w: record %x", ErrCorrupt, k)
-			}
-			at := recTime(v)
-			if at.UTC().Format(time.DateOnly) != d.day {
-				continue // another day's record in this range
-			}
-			if len(del) < pruneBatch-n && at.UnixMilli() < horizon && done(tx, k) {
-				del = append(del, append([]byte(nil), k...))
-				continue
-			}
-			seq := binary.BigEndian.Uint64(k)
-			if keptFirst == 0 {
-				keptFirst = seq
-			}
-			keptLast = seq
-		}
-		for _, k := range del {
-			if err := recs.Delete(k); err != nil {
-				return 0, false, err
-			}
-		}
-		n += len(del)
-		switch {
-		case keptFirst == 0:
-			err = days.Delete([]byte(d.day))
-		default:
-			v := make([]byte, 16)
-			binary.BigEndian.PutUint64(v, keptFirst)
-			binary.BigEndian.PutUint64(v[8:], keptLast)
-			err = days.Put([]byte(d.day), v)
-		}
-		if err != nil {
-			return 0, false, err
-		}
-		if n >= pruneBatch {
-			return n, true, nil
+		rk, _ := recs.Cursor().Seek(v[:8])
+		if rk == nil || binary.BigEndian.Uint64(rk) > binary.BigEndian.Uint64(v[8:]) {
+			empty = append(empty, append([]byte(nil), k...))
 		}
 	}
-	return n, false, nil
-}
-
-// squeeze deletes up to pruneBatch of the oldest done records, and
-// reports whether there may be more.
-func (db *DB) squeeze(tx *bolt.Tx) (n int, more bool, err error) {
-	recs := tx.Bucket(bRec)
-	var del [][]byte
-	c := recs.Cursor()
-	for k, _ := c.First(); k != nil && len(del) < pruneBatch; k, _ = c.Next() {
-		if done(tx, k) {
-			del = append(del, append([]byte(nil), k...))
+	for _, k := range empty {
+		if err := days.Delete(k); err != nil {
+			return err
 		}
 	}
-	for _, k := range del {
-		if err := recs.Delete(k); err != nil {
-			return 0, false, err
-		}
-	}
-	return len(del), len(del) == pruneBatch, nil
+	return nil
 }
 
 // dataBytes is what the database holds, free pages not counted, plus the

@@ -192,16 +192,18 @@ func copySameLayout(src, dst *bolt.Tx, unreadable *[]string) (int, error) {
 	if err := recs.SetSequence(last + journalSkip); err != nil {
 		return 0, err
 	}
-	if err := rebuildIndexes(dst); err != nil {
+	n, err := recount(dst, true)
+	if err != nil {
 		return 0, err
 	}
-	return recount(dst, true)
+	return n, rebuildIndexes(dst)
 }
 
-// rebuildIndexes makes the due index from the unconfirmed records and the
-// day index from the records, whatever was salvaged of either.
+// rebuildIndexes makes the due index from the unconfirmed records, and
+// the day and done indexes from the records, whatever was salvaged of
+// them.
 func rebuildIndexes(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bDue, bDay} {
+	for _, name := range [][]byte{bDue, bDay, bDone} {
 		if err := tx.DeleteBucket(name); err != nil {
 			return err
 		}
@@ -222,8 +224,20 @@ func rebuildIndexes(tx *bolt.Tx) error {
 		if len(k) != 8 || len(v) < recHeader {
 			return nil
 		}
-		return addDay(days, recTime(v).UnixMilli(), binary.BigEndian.Uint64(k))
+		seq, at := binary.BigEndian.Uint64(k), recTime(v).UnixMilli()
+		if done(tx, k) {
+			if err := putDone(tx, seq, at); err != nil {
+				return err
+			}
+		}
+		return addDay(days, at, seq)
 	})
+}
+
+// done reports whether the record under k is in no state bucket: at the
+// end of its road.
+func done(tx *bolt.Tx, k []byte) bool {
+	return tx.Bucket(bUnsent).Get(k) == nil && tx.Bucket(bUnconf).Get(k) == nil && tx.Bucket(bDead).Get(k) == nil
 }
 
 // copyBucket copies the keys of src that can be read.
@@ -237,14 +251,29 @@ func copyBucket(src, dst *bolt.Bucket) error {
 }
 
 // recount sets the meta counters from the buckets; with requeue, every
-// record in no state bucket is made unsent.
+// record in no state bucket is made unsent. A state whose record could
+// not be salvaged is dropped (the alarm says what could not be read).
 func recount(tx *bolt.Tx, requeue bool) (int, error) {
 	recs, unsent, unconf, dead := tx.Bucket(bRec), tx.Bucket(bUnsent), tx.Bucket(bUnconf), tx.Bucket(bDead)
+	for _, b := range []*bolt.Bucket{unsent, unconf, dead} {
+		var lost [][]byte
+		b.ForEach(func(k, _ []byte) error {
+			if recs.Get(k) == nil {
+				lost = append(lost, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range lost {
+			if err := b.Delete(k); err != nil {
+				return 0, err
+			}
+		}
+	}
 	var n int
 	err := recs.ForEach(func(k, _ []byte) error {
 		n++
 		if requeue && unsent.Get(k) == nil && unconf.Get(k) == nil && dead.Get(k) == nil {
-			return unsent.Put(append([]byte(nil), k...), nil)
+			return unsent.Put(append([]byte(nil), k...), present)
 		}
 		return nil
 	})
@@ -346,7 +375,7 @@ func convertFirstLayout(src, dst *bolt.Tx, deviceID string) (int, error) {
 			return 0, err
 		}
 		if queued[string(o.kind)+string(o.oldSeq)] {
-			if err := unsent.Put(u64(seq), nil); err != nil {
+			if err := unsent.Put(u64(seq), present); err != nil {
 				return 0, err
 			}
 		}
@@ -369,7 +398,11 @@ func convertFirstLayout(src, dst *bolt.Tx, deviceID string) (int, error) {
 			}
 		}
 	}
-	return recount(dst, false)
+	n, err := recount(dst, false)
+	if err != nil {
+		return 0, err
+	}
+	return n, rebuildIndexes(dst)
 }
 
 // convertRoster rebuilds the roster of the first layout from its

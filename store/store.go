@@ -78,10 +78,16 @@ var (
 	bUnconf = []byte("unconf") // seq -> u64 sent-at (unix ms): PUBACKed, no connector ack yet
 	bDue    = []byte("due")    // u64 sent-at + u64 seq -> nothing: unconf by sent time
 	bDead   = []byte("dead")   // seq -> JSON DeadLetter
+	bDone   = []byte("done")   // u64 time (unix ms) + u64 seq -> nothing: done records, by time
 	bDay    = []byte("day")    // "YYYY-MM-DD" (UTC) -> u64 first seq + u64 last seq
 	bIDs    = []byte("ids")    // foreign record id (salvaged) -> u64 seq
-	buckets = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDay, bIDs}
+	buckets = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs}
 )
+
+// present is the value of a key that only says its record is in a state
+// (unsent): bbolt's Get returns nil for an empty value put in the same
+// transaction, which would read as absent.
+var present = []byte{1}
 
 // Meta keys.
 var (

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -42,11 +43,66 @@ func check(t *testing.T, db *DB) {
 		for err := range tx.Check() {
 			return err
 		}
-		return nil
+		return checkIndexes(tx)
 	})
 	if err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		t.Errorf("bbolt check: %v", err)
 	}
+}
+
+// checkIndexes verifies what the store keeps twice: the meta counters
+// against the state buckets, the due index against the unconfirmed
+// records, the done index against the records in no state, and that every
+// state names a record.
+func checkIndexes(tx *bolt.Tx) error {
+	keys := func(name []byte) map[string]bool {
+		m := map[string]bool{}
+		tx.Bucket(name).ForEach(func(k, _ []byte) error { m[string(k)] = true; return nil })
+		return m
+	}
+	unsent, unconf, dead := keys(bUnsent), keys(bUnconf), keys(bDead)
+	meta := tx.Bucket(bMeta)
+	for _, c := range []struct {
+		k []byte
+		n int
+	}{{kUnsent, len(unsent)}, {kUnconf, len(unconf)}, {kDead, len(dead)}, {kOpenCount, len(keys(bOpen))}} {
+		if got := getU64(meta, c.k); got != uint64(c.n) {
+			return fmt.Errorf("counter %s = %d, bucket holds %d", c.k, got, c.n)
+		}
+	}
+	due := map[string]bool{}
+	for k := range keys(bDue) {
+		due[k[8:]] = true
+	}
+	doneIdx := map[string]bool{}
+	for k := range keys(bDone) {
+		doneIdx[k[8:]] = true
+	}
+	recs := keys(bRec)
+	for k := range unconf {
+		if !due[k] {
+			return fmt.Errorf("unconfirmed record %x is not in the due index", k)
+		}
+	}
+	for k := range due {
+		if !unconf[k] {
+			return fmt.Errorf("due index names %x, which is not unconfirmed", k)
+		}
+	}
+	for k := range recs {
+		isDone := !unsent[k] && !unconf[k] && !dead[k]
+		if isDone != doneIdx[k] {
+			return fmt.Errorf("record %x: done %v, in the done index %v", k, isDone, doneIdx[k])
+		}
+	}
+	for _, m := range []map[string]bool{unsent, unconf, dead, doneIdx} {
+		for k := range m {
+			if !recs[k] {
+				return fmt.Errorf("a state names record %x, which is not stored", k)
+			}
+		}
+	}
+	return nil
 }
 
 func loadRoster(t *testing.T) *roster.Roster {

@@ -7,8 +7,8 @@
 // The harness runs the real code: the agent in-process with real rdm6300
 // drivers on real pseudo-terminals (sim.Serial, reader/serialport) and a
 // real bbolt file, a real mosquitto on a loopback port, and the built
-// punchclock binary as its own process for the start-up, memory and disk
-// wear figures.
+// punchclock binary as its own process for the start-up, memory, disk
+// wear and year-of-punches figures.
 package bench
 
 import (
@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -186,6 +187,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer r.broker.Stop()
 
+	load0 := loadAvg()
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
@@ -213,7 +215,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.rep.Steps = append(r.rep.Steps, Step{Name: s.name, Took: time.Since(began)})
 	}
 	r.rep.Took = time.Since(r.start)
+	r.rep.note("load average (1 min) at the start %s, at the end %s, on %d CPUs: the machine is shared, and the tails follow its load", load0, loadAvg(), r.rep.Machine.CPUs)
 	return r.rep, nil
+}
+
+// loadAvg is the 1-minute load average from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }
 
 // logf prints a progress line.

@@ -146,7 +146,7 @@ type run struct {
 	commitBytes float64 // write_bytes per raw commit
 	batchRate   float64 // raw bbolt Batch calls/s, 8 goroutines
 	bareRate    float64 // bare paho windowed QoS 1 msgs/s
-	roundTrip   dist    // bare paho publish → subscriber
+	roundTrip   dist    // bare paho publish → subscriber, idle broker
 }
 
 // Run measures every figure and returns the report. It fails only when
@@ -195,6 +195,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{"fdatasync floor", r.fsyncFloor},
 		{"raw bbolt commit", r.rawCommit},
 		{"raw bbolt Batch", r.rawBatch},
+		{"paho round trip", r.pahoRoundTrip},
 		{"agent latency", r.agentLatency},
 		{"roster replacement", r.rosterSwap},
 		{"agent throughput", r.agentThroughput},

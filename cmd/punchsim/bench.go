@@ -30,7 +30,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, benchUsage)
 		fs.PrintDefaults()
 	}
-	agentBin := fs.String("agent", "bin/punchclock", "the punchclock `binary` run for start-up, memory and disk figures")
+	agentBin := fs.String("agent", "bin/punchclock", "the punchclock `binary` run for start-up, memory, disk and log figures")
 	binaries := fs.String("binaries", "bin/punchclock-linux-armv6,bin/punchclock-linux-arm64",
 		"comma-separated cross-built `binaries` to size (scripts/cross-build.sh)")
 	quick := fs.Bool("quick", false, "small counts: a smoke test of every piece in seconds")

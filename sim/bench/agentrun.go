@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,8 +28,9 @@ const repeatWindow = "1ms"
 
 // decision is what OnDecision reported for one punch.
 type decision struct {
-	at    time.Time
-	shift bool
+	at       time.Time
+	shift    bool
+	accepted bool
 }
 
 // site is an in-process agent with real rdm6300 drivers on real ptys.
@@ -64,8 +66,8 @@ func writeConfig(dir, brokerURL string, nReaders int, rw string) (string, error)
 func readerName(i int) string { return fmt.Sprintf("r%d", i) }
 
 // startSite links the ptys, builds the agent from the config in dir (its
-// store already prefilled) and runs it.
-func startSite(dir, brokerURL string, nReaders int) (*site, error) {
+// store already prefilled) and runs it. log may be nil (silent).
+func startSite(dir, brokerURL string, nReaders int, log *slog.Logger) (*site, error) {
 	cfgPath, err := writeConfig(dir, brokerURL, nReaders, repeatWindow)
 	if err != nil {
 		return nil, err
@@ -95,8 +97,9 @@ func startSite(dir, brokerURL string, nReaders int) (*site, error) {
 		Config:  cfg,
 		Readers: readers,
 		Version: "bench",
+		Logger:  log,
 		OnDecision: func(ev punch.Event, sh *punch.Shift) {
-			d := decision{at: time.Now(), shift: sh != nil}
+			d := decision{at: time.Now(), shift: sh != nil, accepted: ev.Decision == punch.Accepted}
 			if c := s.decided[ev.Reader]; c != nil {
 				select {
 				case c <- d:
@@ -203,8 +206,8 @@ func (s *site) waitReady(ctx context.Context, timeout time.Duration, warmCard fu
 
 // agentSite prefills a store with the roster, starts the site and waits
 // until it decides punches (warm-up cards are the last employees', never
-// used by the figures).
-func (r *run) agentSite(ctx context.Context, name string) (*site, error) {
+// used by the figures). log may be nil (silent).
+func (r *run) agentSite(ctx context.Context, name string, log *slog.Logger) (*site, error) {
 	dir := filepath.Join(r.dir, name)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
@@ -224,7 +227,7 @@ func (r *run) agentSite(ctx context.Context, name string) (*site, error) {
 	if err := db.Close(); err != nil {
 		return nil, err
 	}
-	s, err := startSite(dir, r.broker.URL(), r.opts.Readers)
+	s, err := startSite(dir, r.broker.URL(), r.opts.Readers, log)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +254,7 @@ func (r *run) agentLatency(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := r.agentSite(ctx, "latency")
+	s, err := r.agentSite(ctx, "latency", nil)
 	if err != nil {
 		return err
 	}
@@ -290,28 +293,32 @@ func (r *run) agentLatency(ctx context.Context) error {
 		return err
 	}
 	dl, ds := newDist(lat), newDist(shift)
-	commit := r.commit.pct(50)
-	ratio := float64(dl.pct(99)) / float64(commit)
+	floor := r.floor.pct(99)
+	ratio := float64(dl.pct(99)) / float64(floor)
 	r.rep.add(Row{
 		Figure:   fmt.Sprintf("decision latency p50 / p99 (%d punches, pty → durable)", len(lat)),
 		Measured: fmt.Sprintf("%s / %s", ms(dl.pct(50)), ms(dl.pct(99))),
-		Limit:    fmt.Sprintf("1 bbolt commit p50 %s (p99 %s)", ms(commit), ms(r.commit.pct(99))),
-		Ratio:    fmt.Sprintf("p99 = %.1f× p50 (%.1f× p99)", ratio, float64(dl.pct(99))/float64(r.commit.pct(99))),
-		Goal:     "p99 ≤ 3× commit",
+		Limit:    fmt.Sprintf("4 KiB pwrite + fdatasync p99 %s (p50 %s)", ms(floor), ms(r.floor.pct(50))),
+		Ratio:    fmt.Sprintf("p99 = %.1f× p99", ratio),
+		Goal:     "p99 ≤ 3× floor p99",
 		Pass:     ratio <= 3,
-		Bound: fmt.Sprintf("the agent's own transaction: store.Append of one punch alone (no pty, no agent) takes p50 %s, p99 %s here, "+
-			"as it rewrites the root-to-leaf pages of events, outbox, open, meta (and shifts) — about twice the raw one-record commit — with bbolt's two fdatasyncs; "+
-			"the pty, driver and writer add %s at p50; the p99 follows the disk's fsync tail (max %s)",
-			ms(own.pct(50)), ms(own.pct(99)), ms(max(0, dl.pct(50)-own.pct(50))), ms(dl.pct(100))),
+		Bound: fmt.Sprintf("the journal append: store.Append of one punch alone (no pty, no agent) takes p50 %s, p99 %s here "+
+			"(one journal write and fdatasync; the floor's p50 is %s); the pty, driver and writer add %s at p50; "+
+			"the p99 follows the disk's fdatasync tail (max %s)",
+			ms(own.pct(50)), ms(own.pct(99)), ms(r.floor.pct(50)), ms(max(0, dl.pct(50)-own.pct(50))), ms(dl.pct(100))),
 	})
+	r.rep.note("decision latency against a raw one-record bbolt commit of the same run: p99 %.1f× its p50 %s, %.1f× its p99 %s",
+		float64(dl.pct(99))/float64(r.commit.pct(50)), ms(r.commit.pct(50)),
+		float64(dl.pct(99))/float64(r.commit.pct(99)), ms(r.commit.pct(99)))
 	r.rep.note("one punch through store.Append alone (roster of %d, no pty, no agent): p50 %s, p99 %s over %d punches",
 		r.opts.Roster, ms(own.pct(50)), ms(own.pct(99)), len(own))
 	rt := r.roundTrip
+	lim := floor + rt.pct(99)
 	r.rep.add(Row{
 		Figure:   fmt.Sprintf("exit punch → shift at subscriber p50 / p99 (%d exits)", len(shift)),
 		Measured: fmt.Sprintf("%s / %s", ms(ds.pct(50)), ms(ds.pct(99))),
-		Limit:    fmt.Sprintf("commit + paho round trip p99 %s", ms(r.commit.pct(99)+rt.pct(99))),
-		Ratio:    fmt.Sprintf("%.1f×", float64(ds.pct(99))/float64(r.commit.pct(99)+rt.pct(99))),
+		Limit:    fmt.Sprintf("fdatasync floor + paho round trip p99 %s", ms(lim)),
+		Ratio:    fmt.Sprintf("%.1f×", float64(ds.pct(99))/float64(lim)),
 		Goal:     "p99 ≤ 50 ms",
 		Pass:     ds.pct(99) <= 50*time.Millisecond,
 		Bound:    "the uplink's publish path; see docs/performance.md",
@@ -384,7 +391,7 @@ func drainArrivals(c chan time.Time) {
 // next card as soon as the previous decision is durable, against an
 // online agent.
 func (r *run) agentThroughput(ctx context.Context) error {
-	s, err := r.agentSite(ctx, "throughput")
+	s, err := r.agentSite(ctx, "throughput", nil)
 	if err != nil {
 		return err
 	}

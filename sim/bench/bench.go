@@ -7,8 +7,8 @@
 // The harness runs the real code: the agent in-process with real rdm6300
 // drivers on real pseudo-terminals (sim.Serial, reader/serialport) and a
 // real bbolt file, a real mosquitto on a loopback port, and the built
-// punchclock binary as its own process for the start-up, memory and disk
-// wear figures.
+// punchclock binary as its own process for the start-up, memory, disk
+// wear and year-of-punches figures.
 package bench
 
 import (
@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -37,7 +38,7 @@ type Options struct {
 	// /usr/sbin/mosquitto.
 	Mosquitto string
 
-	RawCommits        int           // one-record bbolt commits timed for the baseline
+	RawCommits        int           // fdatasync floor writes and one-record bbolt commits timed
 	BatchFor          time.Duration // how long 8 goroutines call bbolt Batch
 	Punches           int           // decision latency punches, half of them exits
 	Readers           int           // readers badging at once for throughput
@@ -50,6 +51,9 @@ type Options struct {
 	WritePunches      int           // single punches over which bytes written are counted
 	RoundTrips        int           // bare paho publish→receive round trips
 	PrefillChunk      int           // punches per prefill transaction
+	RosterReplace     int           // employees of the roster published while punches are badged
+	YearPunches       int           // punches of the terminal with a year of punches
+	YearDays          int           // days those punches are spread over, ending now
 	DecisionTimeout   time.Duration // how long one punch may take before the run fails
 	QuickMode         bool          // printed in the report header
 	Progress          io.Writer     // progress lines; nil: silent
@@ -71,6 +75,9 @@ func Full() Options {
 		WritePunches:      200,
 		RoundTrips:        500,
 		PrefillChunk:      25_000,
+		RosterReplace:     100_000,
+		YearPunches:       500_000,
+		YearDays:          365,
 		DecisionTimeout:   10 * time.Second,
 	}
 }
@@ -92,6 +99,9 @@ func Quick() Options {
 		WritePunches:      10,
 		RoundTrips:        20,
 		PrefillChunk:      5000,
+		RosterReplace:     5000,
+		YearPunches:       4000,
+		YearDays:          40,
 		DecisionTimeout:   20 * time.Second,
 		QuickMode:         true,
 	}
@@ -103,8 +113,10 @@ func (o *Options) validate() error {
 		return errors.New("bench: Options.Agent (the punchclock binary) is required")
 	case o.RawCommits < 1 || o.Punches < 2 || o.Readers < 1 || o.ThroughputPunches < 1 ||
 		o.Backlog < 1 || o.Roster < 64 || o.BufferedPunches < 2 || o.Starts < 1 ||
-		o.WritePunches < 1 || o.RoundTrips < 1 || o.PrefillChunk < 2 || o.BatchFor <= 0:
-		return fmt.Errorf("bench: counts must be positive (roster at least 64): %+v", *o)
+		o.WritePunches < 1 || o.RoundTrips < 1 || o.PrefillChunk < 2 || o.BatchFor <= 0 ||
+		o.RosterReplace < o.Roster || o.YearDays < 32 || o.YearPunches < 4*o.YearDays:
+		return fmt.Errorf("bench: counts must be positive (roster at least 64, the replacing roster at least as large, "+
+			"a year at least 32 days of 4 punches): %+v", *o)
 	}
 	if o.DecisionTimeout <= 0 {
 		o.DecisionTimeout = 10 * time.Second
@@ -127,11 +139,14 @@ type run struct {
 	start  time.Time
 
 	// Baselines measured in this run.
+	floor       dist    // raw 4 KiB pwrite + fdatasync: the floor of a durable decision
+	floorBytes  float64 // write_bytes per floor write
+	floorDirect bool    // the floor's writes went through O_DIRECT
 	commit      dist    // raw one-record bbolt Update
 	commitBytes float64 // write_bytes per raw commit
 	batchRate   float64 // raw bbolt Batch calls/s, 8 goroutines
 	bareRate    float64 // bare paho windowed QoS 1 msgs/s
-	roundTrip   dist    // bare paho publish → subscriber
+	roundTrip   dist    // bare paho publish → subscriber, idle broker
 }
 
 // Run measures every figure and returns the report. It fails only when
@@ -172,16 +187,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer r.broker.Stop()
 
+	load0 := loadAvg()
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
 	}{
+		{"fdatasync floor", r.fsyncFloor},
 		{"raw bbolt commit", r.rawCommit},
 		{"raw bbolt Batch", r.rawBatch},
+		{"paho round trip", r.pahoRoundTrip},
 		{"agent latency", r.agentLatency},
+		{"roster replacement", r.rosterSwap},
 		{"agent throughput", r.agentThroughput},
 		{"backlog drain and bare paho", r.drain},
 		{"buffered store", r.bufferedStore},
+		{"a year of punches", r.yearStore},
 		{"binary size", r.binarySize},
 	}
 	for _, s := range steps {
@@ -196,7 +216,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.rep.Steps = append(r.rep.Steps, Step{Name: s.name, Took: time.Since(began)})
 	}
 	r.rep.Took = time.Since(r.start)
+	r.rep.note("load average (1 min) at the start %s, at the end %s, on %d CPUs: the machine is shared, and the tails follow its load", load0, loadAvg(), r.rep.Machine.CPUs)
 	return r.rep, nil
+}
+
+// loadAvg is the 1-minute load average from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }
 
 // logf prints a progress line.

@@ -36,15 +36,17 @@ func TestQuickRun(t *testing.T) {
 	opts.Dir = t.TempDir()
 	var progress bytes.Buffer
 	opts.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
 	want := []string{
-		"decision latency", "exit punch → shift", "sustained punches/s", "backlog drain",
-		"bytes stored per buffered punch", "start-up", "bytes written per punch", "memory: RSS", "binary size",
+		"decision latency p50 / p99 (", "exit punch → shift", "while a roster of", "roster replacement",
+		"sustained punches/s", "backlog drain", "bytes stored per buffered punch", "start-up: exec → ready, ",
+		"bytes written per punch", "memory: RSS (RssAnon)", "a year of punches (", "start-up: exec → ready on a year",
+		"`punchclock log -from", "binary size",
 	}
 	if len(rep.Rows) != len(want) {
 		t.Errorf("%d rows, want %d", len(rep.Rows), len(want))
@@ -112,6 +114,10 @@ func TestProcFields(t *testing.T) {
 	rss, err := procRSS("self")
 	if err != nil || rss <= 0 {
 		t.Fatalf("procRSS(self) = %d, %v", rss, err)
+	}
+	anon, err := procRssAnon("self")
+	if err != nil || anon <= 0 || anon > rss {
+		t.Fatalf("procRssAnon(self) = %d, %v (RSS %d)", anon, err, rss)
 	}
 	if _, err := procIO("self"); err != nil {
 		t.Fatalf("procIO(self): %v", err)

@@ -41,7 +41,7 @@ func (r *run) drain(ctx context.Context) error {
 	}
 	defer sub.close()
 	began := time.Now()
-	s, err := startSite(dir, r.broker.URL(), 0)
+	s, err := startSite(dir, r.broker.URL(), 0, nil)
 	if err != nil {
 		return err
 	}

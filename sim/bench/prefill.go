@@ -49,9 +49,9 @@ type prefillResult struct {
 }
 
 // prefill stores the roster and then punches punches, as the agent would
-// decide them (punch.Decide, store.Append), in transactions of chunk
-// punches with fsync off; the database is then closed and opened again
-// normally. Each employee in turn badges in and, eight hours later, out,
+// decide them (punch.Decide, store.Append), in Append calls of chunk
+// punches with fsync and the journal off (each call one bbolt
+// transaction); the database is then closed and opened again normally. Each employee in turn badges in and, eight hours later, out,
 // so punches/2 shifts are completed. With shiftsOnly, the events' outbox
 // rows are removed afterwards (as if delivered before the outage), so
 // that only shifts are buffered.

@@ -164,7 +164,7 @@ func (r *run) bufferedStore(ctx context.Context) error {
 	syncStart := time.Now()
 	syscall.Sync() // the prefill's pages reach the disk before anything is timed
 	r.logf("prefilled %d punches + %d shifts in %v (+ %v to sync)", pre.Punches, pre.Shifts, pre.Took.Round(time.Millisecond), time.Since(syncStart).Round(time.Millisecond))
-	r.rep.note("buffered-store prefill: roster of %d, %d punches + %d shifts through store.Tx.Record in transactions of %d without fsync, then a normal reopen: %v (%.0f punches/s), sync %v",
+	r.rep.note("buffered-store prefill: roster of %d, %d punches + %d shifts through store.Append in calls of %d without fsync or journal, then a normal reopen: %v (%.0f punches/s), sync %v",
 		len(ros.Employees), pre.Punches, pre.Shifts, r.opts.PrefillChunk, pre.Took.Round(time.Millisecond),
 		float64(pre.Punches)/pre.Took.Seconds(), time.Since(syncStart).Round(time.Millisecond))
 
@@ -178,9 +178,9 @@ func (r *run) bufferedStore(ctx context.Context) error {
 		Measured: fmt.Sprintf("%.0f B (file %s)", perPunch, mib(fi.Size())),
 		Limit:    fmt.Sprintf("JSON payload %.0f B", pre.PayloadPerPunch),
 		Ratio:    fmt.Sprintf("%.2f×", perPunch/pre.PayloadPerPunch),
-		Goal:     "≤ 512 B",
-		Pass:     perPunch <= 512,
-		Bound:    "the JSON records themselves, plus bbolt's keys, page headers and branch pages; see docs/performance.md",
+		Goal:     "≤ 300 B",
+		Pass:     perPunch <= 300,
+		Bound:    "the deflated records, plus bbolt's keys, outbox rows, page headers, branch pages and free pages; see docs/performance.md",
 	})
 
 	// The agent as a process, offline, one reader on a pty.
@@ -220,9 +220,13 @@ func (r *run) bufferedStore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	anon, err := procRssAnon(p.pid())
+	if err != nil {
+		return err
+	}
 
-	// Bytes written per punch: single punches, each decided before the
-	// next, blocks of 16 cards in then out.
+	// Bytes written per punch over a burst: single punches, each decided
+	// before the next, blocks of 16 cards in then out.
 	w0, err := procIO(p.pid())
 	if err != nil {
 		return err
@@ -287,12 +291,12 @@ func (r *run) bufferedStore(ctx context.Context) error {
 	p = nil
 	written := float64(w1-w0) / float64(r.opts.WritePunches)
 	r.rep.add(Row{
-		Figure:   fmt.Sprintf("disk: bytes written per punch (SD wear), %d single punches", r.opts.WritePunches),
+		Figure:   fmt.Sprintf("disk: bytes written per punch (SD wear), burst of %d single punches", r.opts.WritePunches),
 		Measured: kib(written),
-		Limit:    "raw one-record commit " + kib(r.commitBytes),
-		Ratio:    fmt.Sprintf("%.1f×", written/r.commitBytes),
-		Goal:     "≤ 32 KiB",
-		Pass:     written <= 32<<10,
+		Limit:    fmt.Sprintf("4 KiB pwrite + fdatasync %s (bbolt commit %s)", kib(r.floorBytes), kib(r.commitBytes)),
+		Ratio:    fmt.Sprintf("%.1f×", written/r.floorBytes),
+		Goal:     "≤ 8 KiB",
+		Pass:     written <= 8<<10,
 		Bound:    "one journal page per decision, plus the bbolt commit that applies the punches journaled in the same ApplyDelay window (copy-on-write pages: leaf and branch pages of each bucket touched, freelist, meta); see docs/performance.md",
 	})
 
@@ -313,6 +317,10 @@ func (r *run) bufferedStore(ctx context.Context) error {
 	}
 	time.Sleep(r.opts.Idle)
 	rss0, err := procRSS(p2.pid())
+	var anon0 int64
+	if err == nil {
+		anon0, err = procRssAnon(p2.pid())
+	}
 	if err2 := p2.stop(); err == nil {
 		err = err2
 	}
@@ -320,16 +328,17 @@ func (r *run) bufferedStore(ctx context.Context) error {
 		return err
 	}
 	r.rep.add(Row{
-		Figure:   fmt.Sprintf("memory: RSS idle, roster %d, %d buffered punches", len(ros.Employees), pre.Punches),
-		Measured: mib(rss),
-		Limit:    "same agent, empty store " + mib(rss0),
-		Ratio:    fmt.Sprintf("%.2f×", float64(rss)/float64(rss0)),
-		Goal:     "≤ 20 MiB",
+		Figure:   fmt.Sprintf("memory: RSS (RssAnon) idle, roster %d, %d buffered punches", len(ros.Employees), pre.Punches),
+		Measured: fmt.Sprintf("%s (%s)", mib(rss), mib(anon)),
+		Limit:    fmt.Sprintf("same agent, empty store %s (%s)", mib(rss0), mib(anon0)),
+		Ratio:    fmt.Sprintf("%.2f× (%.2f×)", float64(rss)/float64(rss0), float64(anon)/float64(anon0)),
+		Goal:     "RSS ≤ 20 MiB",
 		Pass:     rss <= 20<<20,
-		Bound:    "pages of the bbolt mmap touched at start; see docs/performance.md",
+		Bound: "pages of the bbolt mmap (RSS − RssAnon: file pages the kernel can drop): store.Prune, at start and hourly, reads every record older than the retention horizon " +
+			"that is not yet delivered (all of them here: the buffered punches date from January 2026) and faults the file in; RssAnon is the agent's own memory; see docs/performance.md",
 	})
-	r.logf("start-up %s (exec floor %s), RSS %s (empty store %s), %s written per punch, %.0f B stored per punch",
-		ms(startup), ms(floor), mib(rss), mib(rss0), kib(written), perPunch)
+	r.logf("start-up %s (exec floor %s), RSS %s RssAnon %s (empty store %s, %s), %s written per punch, %.0f B stored per punch",
+		ms(startup), ms(floor), mib(rss), mib(anon), mib(rss0), mib(anon0), kib(written), perPunch)
 	return nil
 }
 

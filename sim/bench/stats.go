@@ -41,6 +41,14 @@ func procRSS(pid string) (int64, error) {
 	return kb << 10, err
 }
 
+// procRssAnon returns RssAnon from /proc/<pid>/status, in bytes: the
+// resident memory that is the process's own, without the pages of mapped
+// files (bbolt's mmap of the database) that the kernel can drop.
+func procRssAnon(pid string) (int64, error) {
+	kb, err := procField("/proc/"+pid+"/status", "RssAnon:")
+	return kb << 10, err
+}
+
 func procField(path, key string) (int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

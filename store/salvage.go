@@ -428,14 +428,16 @@ func convertRoster(src, dst *bolt.Tx) error {
 		return err
 	}
 	m := dst.Bucket(bMeta)
+	chunks := (len(canon) + rosterChunk - 1) / rosterChunk
 	for _, kv := range []struct{ k, v []byte }{
 		{kRosterHash, sum}, {kRosterVersion, u64(uint64(r.Version))}, {kRosterSize, u64(uint64(len(r.Employees)))},
+		{kRosterGen, u64(1)}, {kRosterChunks, u64(uint64(chunks))},
 	} {
 		if err := m.Put(kv.k, kv.v); err != nil {
 			return err
 		}
 	}
-	return dst.Bucket(bRoster).Put(kRosterBlob, canon)
+	return putRosterChunks(dst.Bucket(bRoster), 1, canon, 0, chunks)
 }
 
 // checkDB runs bbolt's consistency check.

@@ -71,7 +71,7 @@ const schemaVersion = 2
 // Bucket names.
 var (
 	bMeta   = []byte("meta")
-	bRoster = []byte("roster") // kRosterBlob -> canonical JSON of the roster
+	bRoster = []byte("roster") // u64 generation + u32 chunk -> canonical JSON of the roster, in chunks
 	bOpen   = []byte("open")   // employee id -> JSON punch.Open
 	bRec    = []byte("rec")    // seq -> record (record.go)
 	bUnsent = []byte("unsent") // seq -> nothing: not yet acknowledged by the broker
@@ -97,7 +97,6 @@ var (
 	kRosterSize    = []byte("roster_size")
 	kRosterError   = []byte("roster_error")
 	kRosterHash    = []byte("roster_sha256")
-	kRosterBlob    = []byte("blob")
 	kUnsent        = []byte("n_unsent")
 	kUnconf        = []byte("n_unconf")
 	kDead          = []byte("n_dead")
@@ -237,6 +236,10 @@ type DB struct {
 	journalDamage []journalDamage
 	journalAlarm  string
 	closed        bool
+
+	// rosterMu serialises ReplaceRoster (it writes in several
+	// transactions).
+	rosterMu sync.Mutex
 
 	// The applier goroutine moves pending punches to bbolt.
 	wake chan struct{} // the first punch is pending
@@ -738,36 +741,104 @@ func RosterDigest(r *roster.Roster) ([]byte, []byte, error) {
 	return canon, sum[:], nil
 }
 
+// The roster is stored as its canonical JSON in chunks, under a
+// generation number: a new roster's chunks are written in transactions of
+// their own (each commit forces at most rosterTxBytes to the disk, so a
+// punch's fdatasync on the same file system never waits behind the
+// write-back of a 20 MB roster), then one short transaction makes the new
+// generation current and deletes the old one's chunks.
+const (
+	rosterChunk   = 256 << 10
+	rosterTxBytes = 1 << 20
+)
+
+var (
+	kRosterGen    = []byte("roster_gen")
+	kRosterChunks = []byte("roster_chunks")
+)
+
+func rosterKey(gen uint64, i int) []byte {
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint64(k, gen)
+	binary.BigEndian.PutUint32(k[8:], uint32(i))
+	return k
+}
+
+// putRosterChunks writes canon's chunks of generation gen into rb.
+func putRosterChunks(rb *bolt.Bucket, gen uint64, canon []byte, from, to int) error {
+	rb.FillPercent = 1
+	for i := from; i < to; i++ {
+		end := min(len(canon), (i+1)*rosterChunk)
+		if err := rb.Put(rosterKey(gen, i), canon[i*rosterChunk:end]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ReplaceRoster stores r (validated, and accepted by the caller's version
-// rule) in place of the current roster, in one short transaction: the
-// roster is one value, encoded before the transaction begins. The stored
-// roster offered again returns ErrRosterSame.
+// rule) in place of the current roster: the new roster is written aside
+// and swapped in by one short transaction, so that a failure on the way
+// leaves the old roster whole. The stored roster offered again returns
+// ErrRosterSame.
 func (db *DB) ReplaceRoster(r *roster.Roster) error {
 	if db.opts.ReadOnly {
 		return ErrReadOnly
 	}
+	db.rosterMu.Lock()
+	defer db.rosterMu.Unlock()
 	canon, sum, err := RosterDigest(r)
 	if err != nil {
 		return err
 	}
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	var gen uint64
+	err = db.bolt.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if int64(getU64(m, kRosterVersion)) == r.Version && string(m.Get(kRosterHash)) == string(sum) {
 			return ErrRosterSame
 		}
-		rb := tx.Bucket(bRoster)
-		rb.FillPercent = 1
+		gen = getU64(m, kRosterGen) + 1
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	chunks := (len(canon) + rosterChunk - 1) / rosterChunk
+	perTx := rosterTxBytes / rosterChunk
+	for from := 0; from < chunks; from += perTx {
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			return putRosterChunks(tx.Bucket(bRoster), gen, canon, from, min(chunks, from+perTx))
+		})
+		if err != nil {
+			return fmt.Errorf("store: write roster: %w", err)
+		}
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		m, rb := tx.Bucket(bMeta), tx.Bucket(bRoster)
 		for _, kv := range []struct{ k, v []byte }{
 			{kRosterHash, sum},
 			{kRosterVersion, u64(uint64(r.Version))},
 			{kRosterSize, u64(uint64(len(r.Employees)))},
+			{kRosterGen, u64(gen)},
+			{kRosterChunks, u64(uint64(chunks))},
 		} {
 			if err := m.Put(kv.k, kv.v); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
 		}
-		if err := rb.Put(kRosterBlob, canon); err != nil {
-			return fmt.Errorf("store: %w", err)
+		// Every chunk of another generation: the old roster's, and
+		// those of a replacement that failed on the way.
+		var old [][]byte
+		rb.ForEach(func(k, _ []byte) error {
+			if len(k) != 12 || binary.BigEndian.Uint64(k) != gen {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err := rb.Delete(k); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
 		}
 		return m.Delete(kRosterError)
 	})
@@ -777,8 +848,17 @@ func (db *DB) ReplaceRoster(r *roster.Roster) error {
 func (db *DB) Roster() (*roster.Roster, error) {
 	var blob []byte
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if rb := tx.Bucket(bRoster); rb != nil {
-			blob = append([]byte(nil), rb.Get(kRosterBlob)...)
+		m, rb := tx.Bucket(bMeta), tx.Bucket(bRoster)
+		if m == nil || rb == nil {
+			return nil
+		}
+		gen, n := getU64(m, kRosterGen), int(getU64(m, kRosterChunks))
+		for i := range n {
+			c := rb.Get(rosterKey(gen, i))
+			if c == nil {
+				return fmt.Errorf("%w: stored roster: chunk %d of %d missing", ErrCorrupt, i, n)
+			}
+			blob = append(blob, c...)
 		}
 		return nil
 	})

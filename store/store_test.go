@@ -666,3 +666,53 @@ func TestMaxDataFullAndRecovery(t *testing.T) {
 		t.Fatalf("after delivery: %v", err)
 	}
 }
+
+// A large roster is written in chunks over several transactions and
+// swapped in by the last; the old roster's chunks go, and a replacement
+// that stopped half-way leaves the stored roster whole.
+func TestLargeRosterChunked(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir)
+	big := func(version int64, n int) *roster.Roster {
+		r := &roster.Roster{Version: version}
+		for i := range n {
+			r.Employees = append(r.Employees, roster.Employee{ID: fmt.Sprintf("E%06d", i), Name: "Someone With A Long Name", PayrollNo: fmt.Sprint(i),
+				Credentials: []roster.Credential{{Type: roster.Card, Value: fmt.Sprintf("0A%08X", i)}}})
+		}
+		return r
+	}
+	r1 := big(1, 20000)
+	if err := db.ReplaceRoster(r1); err != nil {
+		t.Fatal(err)
+	}
+	chunkKeys := func() int {
+		n := 0
+		db.Bolt().View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bRoster).ForEach(func(_, _ []byte) error { n++; return nil })
+		})
+		return n
+	}
+	first := chunkKeys()
+	if first < 5 {
+		t.Fatalf("a roster of 20000 is %d chunks", first)
+	}
+	// A replacement that wrote a chunk and stopped (a crash).
+	db.Bolt().Update(func(tx *bolt.Tx) error {
+		return putRosterChunks(tx.Bucket(bRoster), 99, []byte("garbage"), 0, 1)
+	})
+	got, err := db.Roster()
+	if err != nil || got.Version != 1 || len(got.Employees) != 20000 {
+		t.Fatalf("roster after a torn replacement = %v, %v", got != nil, err)
+	}
+	r2 := big(2, 10000)
+	if err := db.ReplaceRoster(r2); err != nil {
+		t.Fatal(err)
+	}
+	got, err = db.Roster()
+	if err != nil || got.Version != 2 || len(got.Employees) != 10000 {
+		t.Fatalf("roster after replace: %v", err)
+	}
+	if n := chunkKeys(); n >= first || n == 0 {
+		t.Fatalf("%d chunk keys after replacing %d chunks by a smaller roster", n, first)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/punchclock/punchclock/internal/agentbin"
 )
 
@@ -21,6 +23,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "chaos: PUNCHCLOCK_CHAOS=%q: only \"long\" (or unset) is known\n", v)
 		os.Exit(2)
 	}
+	// toxiproxy's toxics log through zerolog's global logger, not the
+	// one a Link passes in; this process has no other zerolog user.
+	zerolog.SetGlobalLevel(zerolog.Disabled)
 	path, remove, err := agentbin.Build(raceEnabled)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

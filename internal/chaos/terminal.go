@@ -249,6 +249,15 @@ func logfmt(line string) map[string]string {
 	return m
 }
 
+// Connects is the number of uplink connections made so far, across runs.
+func (tm *Terminal) Connects() int { return strings.Count(tm.LogText(), `msg="uplink: connected"`) }
+
+// WaitConnects waits until the agent has made n uplink connections.
+func (tm *Terminal) WaitConnects(n int, timeout time.Duration) {
+	tm.tb.Helper()
+	tm.waitLog(fmt.Sprintf("uplink connection %d", n), timeout, func(string) bool { return tm.Connects() >= n })
+}
+
 // Reports is the number of punch lines logged so far.
 func (tm *Terminal) Reports() int { return strings.Count(tm.LogText(), " msg=punch ") }
 

@@ -17,6 +17,7 @@ import (
 type Figures struct {
 	Scenario string
 	Cycles   int // kills, cuts or broker restarts
+	Connects int // uplink connections the agent made ("uplink: connected")
 	Badged   int // frames written to the readers
 	Reported int // decisions the agent logged ("msg=punch")
 	Decided  int // events in the final `punchclock log`
@@ -35,8 +36,8 @@ type Figures struct {
 }
 
 func (f Figures) String() string {
-	return fmt.Sprintf("chaos %s: cycles %d, badged %d, reported %d, decided %d, accepted %d, shifts %d, delivered %d (received %d), lost %d, duplicates before dedupe %d, after %d",
-		f.Scenario, f.Cycles, f.Badged, f.Reported, f.Decided, f.Accepted, f.Shifts, f.Delivered, f.Received, f.Lost, f.DupBefore, f.DupAfter)
+	return fmt.Sprintf("chaos %s: cycles %d, connects %d, badged %d, reported %d, decided %d, accepted %d, shifts %d, delivered %d (received %d), lost %d, duplicates before dedupe %d, after %d",
+		f.Scenario, f.Cycles, f.Connects, f.Badged, f.Reported, f.Decided, f.Accepted, f.Shifts, f.Delivered, f.Received, f.Lost, f.DupBefore, f.DupAfter)
 }
 
 // Print logs the figures and prints them as one line on stdout (`go test
@@ -73,6 +74,7 @@ func Settle(t testing.TB, tm *Terminal, sub *testbroker.Subscriber, timeout time
 	if len(final) != len(live) {
 		t.Errorf("chaos: the stopped agent's log has %d entries, the running agent's had %d", len(final), len(live))
 	}
+	f.Connects = tm.Connects()
 	Verify(t, tm.Reported(), final, sub.Messages(), tm.Status().OpenEntries, f)
 }
 

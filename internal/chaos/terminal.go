@@ -299,6 +299,22 @@ func (tm *Terminal) WaitDrained(timeout time.Duration) Status {
 	}
 }
 
+// WaitConnected waits until the running agent's uplink is connected.
+func (tm *Terminal) WaitConnected(timeout time.Duration) {
+	tm.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := tm.Status()
+		if st.Running && st.Uplink == "connected" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tm.tb.Fatalf("chaos: uplink not connected within %v: %+v", timeout, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Log runs `punchclock log -json` and returns every entry.
 func (tm *Terminal) Log() []store.LogEntry {
 	tm.tb.Helper()

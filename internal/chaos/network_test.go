@@ -72,6 +72,7 @@ func TestNetworkFaults(t *testing.T) {
 	// Latency, then a thin pipe (toxiproxy's rate is in KB/s).
 	toxicTime := pick(4*time.Second, time.Minute)
 	tm.WaitConnected(time.Minute)
+	toxicFrom := len(tm.LogText())
 	link.Toxic("lat_up", "latency", "upstream", map[string]any{"latency": 300, "jitter": 200})
 	link.Toxic("lat_down", "latency", "downstream", map[string]any{"latency": 300, "jitter": 200})
 	time.Sleep(toxicTime)
@@ -80,7 +81,8 @@ func TestNetworkFaults(t *testing.T) {
 	link.Toxic("thin", "bandwidth", "upstream", map[string]any{"rate": 2})
 	time.Sleep(toxicTime)
 	link.Heal("thin")
-	t.Logf("latency and bandwidth toxics for %v each", toxicTime)
+	t.Logf("latency and bandwidth toxics for %v each; the agent logged meanwhile:\n%s", toxicTime,
+		grepLines(tm.LogText()[toxicFrom:], "uplink: disconnected", "uplink: publish failed"))
 
 	// A long outage.
 	tm.WaitConnected(time.Minute)

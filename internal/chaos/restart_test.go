@@ -53,7 +53,7 @@ func restartDuringBadging(t *testing.T, b Broker, restarts int, scenario string)
 // broker did acknowledge (see docs/reliability.md for what this does not
 // prove).
 func TestBrokerRestartWithoutPersistence(t *testing.T) {
-	restartDuringBadging(t, StartForgetful(t), pick(4, 30), "broker-restart")
+	restartDuringBadging(t, StartForgetful(t), pick(3, 30), "broker-restart")
 }
 
 // Scenario 4: the same agent against three brokers, a burst with one

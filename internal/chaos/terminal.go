@@ -137,6 +137,13 @@ func (tm *Terminal) LogText() string {
 // Start runs the agent and waits for its ready line.
 func (tm *Terminal) Start() {
 	tm.tb.Helper()
+	tm.Launch()
+	tm.waitLog("the ready line", 60*time.Second, func(run string) bool { return strings.Contains(run, "msg=ready") })
+}
+
+// Launch runs the agent without waiting for it.
+func (tm *Terminal) Launch() {
+	tm.tb.Helper()
 	tm.mu.Lock()
 	if tm.cmd != nil {
 		tm.mu.Unlock()
@@ -152,7 +159,6 @@ func (tm *Terminal) Start() {
 	}
 	tm.cmd = cmd
 	tm.mu.Unlock()
-	tm.waitLog("the ready line", 60*time.Second, func(run string) bool { return strings.Contains(run, "msg=ready") })
 }
 
 // waitLog waits until cond holds for the current run's log.

@@ -1,13 +1,13 @@
 # punchclock — see README.md. The two commands a newcomer needs:
 #   make demo   a simulated terminal: agent + virtual readers + broker
-#   make test   every test, with -race (installs mosquitto first if missing)
+#   make test   every test, with -race (installs mosquitto and nats-server first if missing)
 
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: all build demo test setup vet fmt fuzz bench cross clean
+.PHONY: all build demo test setup vet fmt fuzz bench chaos cross clean
 
 all: build
 
@@ -27,6 +27,12 @@ test: setup
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# chaos runs the fault suite's long form (docs/reliability.md): hundreds of
+# kill -9 cycles, minutes of network faults, broker restarts, three brokers.
+# `make test` runs its short form.
+chaos: setup
+	PUNCHCLOCK_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v ./internal/chaos
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFramer -fuzztime 30s ./reader/rdm6300

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the integration tests and the demo use: Debian's mosquitto
-# broker (the tests run against the real one and fail without it). The
-# broker service is not started; tests start their own on a free port.
+# broker (the tests run against the real one and fail without it) and
+# Debian's nats-server (the chaos suite runs the agent against its MQTT
+# interface). No broker service is left running; tests start their own on
+# a free port.
 set -euo pipefail
 
-if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
+have_mosquitto() { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; }
+have_nats() { command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || [ -x /usr/sbin/nats-server ]; }
+
+missing=()
+have_mosquitto || missing+=(mosquitto)
+have_nats || missing+=(nats-server)
+if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
 SUDO=""
@@ -12,17 +20,22 @@ if [ "$(id -u)" -ne 0 ]; then
 	if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 		SUDO="sudo -n"
 	else
-		echo "setup: mosquitto is missing and this user cannot install packages;" >&2
-		echo "setup: run 'sudo apt-get install mosquitto' (the integration tests need it)" >&2
+		echo "setup: ${missing[*]} missing and this user cannot install packages;" >&2
+		echo "setup: run 'sudo apt-get install ${missing[*]}' (the integration tests need them)" >&2
 		exit 1
 	fi
 fi
-echo "setup: installing Debian's mosquitto" >&2
+echo "setup: installing Debian's ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
-# The package enables a system broker on :1883; the tests do not need it.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
-	$SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packages may enable system services (mosquitto on :1883, nats on
+# :4222); the tests do not need them.
+if command -v systemctl >/dev/null 2>&1; then
+	for svc in mosquitto nats-server; do
+		if systemctl is-active --quiet "$svc" 2>/dev/null; then
+			$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+		fi
+	done
 fi
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+have_mosquitto && have_nats

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -474,6 +475,7 @@ func (a *Agent) report(out *punch.Outcome) {
 
 // load reads the stored roster and open entries into memory.
 func (a *Agent) load() error {
+	defer lowGC()()
 	r, err := a.db.Roster()
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -521,6 +523,11 @@ func (a *Agent) applyRoster(b []byte, source string) {
 		return
 	}
 	a.rosterRaw = raw
+	// Parsing a large roster allocates several times its size, nearly
+	// all of it garbage at once: collected as it goes, the GC's cycles
+	// and assists would compete with the punches on a small machine.
+	// Collect it once afterwards instead, within a memory bound.
+	defer lowGC()()
 	r, sum, err := a.checkRoster(b)
 	switch {
 	case err == nil:
@@ -553,6 +560,22 @@ func (a *Agent) applyRoster(b []byte, source string) {
 	}
 	if a.up != nil {
 		a.up.PublishStatus()
+	}
+}
+
+// rosterMemLimit bounds the heap while a roster is parsed with the GC
+// held back: past it the GC runs as usual.
+const rosterMemLimit = 384 << 20
+
+// lowGC holds the GC back (within rosterMemLimit) until the function it
+// returns is called, which restores it and returns the garbage to the OS.
+func lowGC() func() {
+	pct := debug.SetGCPercent(-1)
+	lim := debug.SetMemoryLimit(rosterMemLimit)
+	return func() {
+		debug.SetGCPercent(pct)
+		debug.SetMemoryLimit(lim)
+		debug.FreeOSMemory()
 	}
 }
 

@@ -71,6 +71,33 @@ func Settle(t testing.TB, tm *Terminal, sub *testbroker.Subscriber, timeout time
 	tm.Stop()
 	tm.CheckDB()
 	final := tm.Log()
+	if len(final) > len(live) {
+		// As it stops, the agent stores the unknown reads it folded and
+		// has not accounted for yet (flood.Drain): they go out at its
+		// next start. Anything else is a record the stop made up.
+		for _, e := range final {
+			if id := entryID(e); !want[id] {
+				if e.Event == nil || e.Event.Reason != punch.ReasonUnknownCredential {
+					t.Errorf("chaos: the stop added %s, which is no folded unknown read", id)
+				}
+				want[id] = true
+			}
+		}
+		tm.Start()
+		tm.WaitDrained(timeout)
+		sub.WaitUntil(t, timeout, fmt.Sprintf("the %d records of the log, with those stored at the stop", len(want)), func(ms []testbroker.Message) bool {
+			got := map[string]bool{}
+			for _, m := range ms {
+				if id := messageID(m); want[id] {
+					got[id] = true
+				}
+			}
+			return len(got) == len(want)
+		})
+		tm.Stop()
+		tm.CheckDB()
+		live, final = final, tm.Log()
+	}
 	if len(final) != len(live) {
 		t.Errorf("chaos: the stopped agent's log has %d entries, the running agent's had %d", len(final), len(live))
 	}

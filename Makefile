@@ -33,6 +33,7 @@ test: setup
 # `make test` runs its short form.
 chaos: setup
 	PUNCHCLOCK_CHAOS=long $(GO) test -race -count=1 -timeout 60m -v ./internal/chaos
+	PUNCHCLOCK_CHAOS=long $(GO) test -count=1 -timeout 20m -run 'PowerCut' -v ./internal/lazyfs
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFramer -fuzztime 30s ./reader/rdm6300

@@ -59,15 +59,7 @@ func Settle(t testing.TB, tm *Terminal, sub *testbroker.Subscriber, timeout time
 	for _, e := range live {
 		want[entryID(e)] = true
 	}
-	sub.WaitUntil(t, timeout, fmt.Sprintf("the %d records of the agent's log", len(want)), func(ms []testbroker.Message) bool {
-		got := map[string]bool{}
-		for _, m := range ms {
-			if id := messageID(m); want[id] {
-				got[id] = true
-			}
-		}
-		return len(got) == len(want)
-	})
+	waitAll(t, sub, timeout, want, "the agent's log")
 	tm.Stop()
 	tm.CheckDB()
 	final := tm.Log()
@@ -85,15 +77,7 @@ func Settle(t testing.TB, tm *Terminal, sub *testbroker.Subscriber, timeout time
 		}
 		tm.Start()
 		tm.WaitDrained(timeout)
-		sub.WaitUntil(t, timeout, fmt.Sprintf("the %d records of the log, with those stored at the stop", len(want)), func(ms []testbroker.Message) bool {
-			got := map[string]bool{}
-			for _, m := range ms {
-				if id := messageID(m); want[id] {
-					got[id] = true
-				}
-			}
-			return len(got) == len(want)
-		})
+		waitAll(t, sub, timeout, want, "the log, with those stored at the stop")
 		tm.Stop()
 		tm.CheckDB()
 		live, final = final, tm.Log()
@@ -103,6 +87,20 @@ func Settle(t testing.TB, tm *Terminal, sub *testbroker.Subscriber, timeout time
 	}
 	f.Connects = tm.Connects()
 	Verify(t, tm.Reported(), final, sub.Messages(), tm.Status().OpenEntries, f)
+}
+
+// waitAll waits until the consumer holds every record of want.
+func waitAll(t testing.TB, sub *testbroker.Subscriber, timeout time.Duration, want map[string]bool, what string) {
+	t.Helper()
+	sub.WaitUntil(t, timeout, fmt.Sprintf("the %d records of %s", len(want), what), func(ms []testbroker.Message) bool {
+		got := map[string]bool{}
+		for _, m := range ms {
+			if id := messageID(m); want[id] {
+				got[id] = true
+			}
+		}
+		return len(got) == len(want)
+	})
 }
 
 func entryID(e store.LogEntry) string {

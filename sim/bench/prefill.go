@@ -39,6 +39,24 @@ func makeRoster(n int) (*roster.Roster, error) {
 	return r, nil
 }
 
+// openPrefill opens a store for bulk loading (no fsync, no journal) in
+// dir, with ros as its roster, and the site's location.
+func openPrefill(dir string, ros *roster.Roster) (*store.DB, *time.Location, error) {
+	loc, err := time.LoadLocation(timezone)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(dir, store.Options{DeviceID: deviceID, NoSync: true, NoJournal: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := db.ReplaceRoster(ros); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, loc, nil
+}
+
 // prefillResult is what a prefill stored.
 type prefillResult struct {
 	Punches, Shifts int
@@ -58,11 +76,7 @@ type prefillResult struct {
 func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool) (prefillResult, error) {
 	began := time.Now()
 	res := prefillResult{}
-	loc, err := time.LoadLocation(timezone)
-	if err != nil {
-		return res, err
-	}
-	db, err := store.Open(dir, store.Options{DeviceID: deviceID, NoSync: true, NoJournal: true})
+	db, loc, err := openPrefill(dir, ros)
 	if err != nil {
 		return res, err
 	}
@@ -71,9 +85,6 @@ func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool
 			db.Close()
 		}
 	}()
-	if err := db.ReplaceRoster(ros); err != nil {
-		return res, err
-	}
 	emps := ros.Employees
 	open := make(map[int]*punch.Open, len(emps))
 	day0 := time.Date(2026, 1, 5, 8, 0, 0, 0, loc)

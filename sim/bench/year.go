@@ -38,11 +38,7 @@ type yearResult struct {
 func prefillYear(dir string, ros *roster.Roster, punches, days int, now time.Time) (yearResult, error) {
 	began := time.Now()
 	var res yearResult
-	loc, err := time.LoadLocation(timezone)
-	if err != nil {
-		return res, err
-	}
-	db, err := store.Open(dir, store.Options{DeviceID: deviceID, NoSync: true, NoJournal: true})
+	db, loc, err := openPrefill(dir, ros)
 	if err != nil {
 		return res, err
 	}
@@ -51,9 +47,6 @@ func prefillYear(dir string, ros *roster.Roster, punches, days int, now time.Tim
 			db.Close()
 		}
 	}()
-	if err := db.ReplaceRoster(ros); err != nil {
-		return res, err
-	}
 	emps := ros.Employees
 	pairs := punches / 2
 	next := 0 // the next employee to work

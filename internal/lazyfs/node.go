@@ -230,17 +230,8 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 				return fs.ToErrno(err)
 			}
 		}
-		uid, uok := in.GetUID()
-		gid, gok := in.GetGID()
-		if uok || gok {
-			suid, sgid := -1, -1
-			if uok {
-				suid = int(uid)
-			}
-			if gok {
-				sgid = int(gid)
-			}
-			if err := syscall.Fchown(fd, suid, sgid); err != nil {
+		if uid, gid, ok := owners(in); ok {
+			if err := syscall.Fchown(fd, uid, gid); err != nil {
 				return fs.ToErrno(err)
 			}
 		}
@@ -267,6 +258,19 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	})
 }
 
+// owners returns the owner and group a setattr asks for, -1 for the one
+// it leaves, and whether it asks for either.
+func owners(in *fuse.SetAttrIn) (uid, gid int, ok bool) {
+	uid, gid = -1, -1
+	if u, set := in.GetUID(); set {
+		uid, ok = int(u), true
+	}
+	if g, set := in.GetGID(); set {
+		gid, ok = int(g), true
+	}
+	return uid, gid, ok
+}
+
 // setattrPath sets the attributes of a directory or symlink, which have
 // no data to hold.
 func (n *node) setattrPath(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
@@ -282,17 +286,8 @@ func (n *node) setattrPath(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno 
 			return fs.ToErrno(err)
 		}
 	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok {
-		suid, sgid := -1, -1
-		if uok {
-			suid = int(uid)
-		}
-		if gok {
-			sgid = int(gid)
-		}
-		if err := unix.Fchownat(unix.AT_FDCWD, p, suid, sgid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if uid, gid, ok := owners(in); ok {
+		if err := unix.Fchownat(unix.AT_FDCWD, p, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fs.ToErrno(err)
 		}
 	}

@@ -11,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/punchclock/punchclock/internal/agentbin"
+	"github.com/punchclock/punchclock/internal/syncbuf"
 	"github.com/punchclock/punchclock/internal/testbroker"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader/rdm6300"
@@ -61,8 +61,7 @@ type terminal struct {
 	dir    string
 	config string
 	port   *sim.Serial
-	mu     sync.Mutex
-	log    bytes.Buffer
+	log    syncbuf.Buffer
 	cmd    *exec.Cmd
 }
 
@@ -120,17 +119,9 @@ repeat_window = "150ms"
 	return tm
 }
 
-func (tm *terminal) Write(p []byte) (int, error) {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	return tm.log.Write(p)
-}
+func (tm *terminal) Write(p []byte) (int, error) { return tm.log.Write(p) }
 
-func (tm *terminal) logText() string {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	return tm.log.String()
-}
+func (tm *terminal) logText() string { return tm.log.String() }
 
 // start runs the agent and waits until it is ready.
 func (tm *terminal) start() {

@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/punchclock/punchclock/internal/agentbin"
+	"github.com/punchclock/punchclock/internal/syncbuf"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 	"github.com/punchclock/punchclock/sim"
 	"github.com/punchclock/punchclock/store"
@@ -62,24 +63,6 @@ var powercutCards = []string{"0A00123456", "0A00123457", "1F00ABCDEF", "0B0BADCA
 
 // punchLine is the agent's report of a durable decision.
 var punchLine = regexp.MustCompile(`msg=punch .*?decision=(\S+) id=(\S+)`)
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type powercut struct {
 	t      *testing.T
@@ -128,7 +111,7 @@ repeat_window = "100ms"
 }
 
 // start runs the agent and waits until it is ready.
-func (pc *powercut) start() (*exec.Cmd, *syncBuffer) {
+func (pc *powercut) start() (*exec.Cmd, *syncbuf.Buffer) {
 	pc.t.Helper()
 	cmd, out := pc.launch()
 	deadline := time.Now().Add(30 * time.Second)
@@ -144,9 +127,9 @@ func (pc *powercut) start() (*exec.Cmd, *syncBuffer) {
 }
 
 // launch starts the agent.
-func (pc *powercut) launch() (*exec.Cmd, *syncBuffer) {
+func (pc *powercut) launch() (*exec.Cmd, *syncbuf.Buffer) {
 	pc.t.Helper()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd := exec.Command(pc.bin, "run", "-config", pc.config)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -269,7 +252,7 @@ func TestPowerCut(t *testing.T) {
 			killAfter = time.Duration(pc.rng.IntN(n*15)) * time.Millisecond
 		}
 		var cmd *exec.Cmd
-		var out *syncBuffer
+		var out *syncbuf.Buffer
 		if starting {
 			cmd, out = pc.launch()
 		} else {

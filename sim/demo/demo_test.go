@@ -1,16 +1,15 @@
 package demo_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/punchclock/punchclock/sim/demo"
 
 	"github.com/punchclock/punchclock/internal/agentbin"
+	"github.com/punchclock/punchclock/internal/syncbuf"
 )
 
 // TestRun plays the whole demo against the real agent binary: a broker
@@ -30,7 +29,7 @@ func testRun(t *testing.T, broker string) {
 	t.Cleanup(remove)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	// 600ms stays above the readers' 500ms repeat window: Bram's two
 	// exits at the back reader must be two presentations.
 	err = demo.Run(ctx, demo.Options{Agent: agent, Out: &out, Pace: 600 * time.Millisecond, Dir: t.TempDir(), Broker: broker})
@@ -98,24 +97,6 @@ func testRun(t *testing.T, broker string) {
 	} else {
 		t.Logf("broker: %s", firstLine(text, "demo   | broker:"))
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func firstLine(text, prefix string) string {

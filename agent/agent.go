@@ -499,6 +499,10 @@ func (a *Agent) load() error {
 // rosterLoop applies the rosters received over MQTT, newest first: one
 // that arrives while another is being applied replaces any still waiting.
 func (a *Agent) rosterLoop(ctx context.Context) {
+	// The thread stays locked, and ends with the goroutine.
+	if err := lowerPriority(); err != nil {
+		a.log.Debug("roster goroutine keeps the normal priority", "err", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -57,6 +57,19 @@ func openPrefill(dir string, ros *roster.Roster) (*store.DB, *time.Location, err
 	return db, loc, nil
 }
 
+// reopen closes a bulk-loaded store and opens it once the way the agent
+// will (with fsync), so that what is measured next starts from there.
+func reopen(db *store.DB, dir string) error {
+	if err := db.Close(); err != nil {
+		return err
+	}
+	db2, err := store.Open(dir, store.Options{DeviceID: deviceID})
+	if err != nil {
+		return err
+	}
+	return db2.Close()
+}
+
 // prefillResult is what a prefill stored.
 type prefillResult struct {
 	Punches, Shifts int
@@ -141,16 +154,9 @@ func prefill(dir string, ros *roster.Roster, punches, chunk int, shiftsOnly bool
 			return res, err
 		}
 	}
-	if err := db.Close(); err != nil {
-		return res, err
-	}
+	err = reopen(db, dir)
 	db = nil
-	// The normal open the agent will do, with fsync.
-	db2, err := store.Open(dir, store.Options{DeviceID: deviceID})
 	if err != nil {
-		return res, err
-	}
-	if err := db2.Close(); err != nil {
 		return res, err
 	}
 	res.Took = time.Since(began)

@@ -96,15 +96,9 @@ func prefillYear(dir string, ros *roster.Roster, punches, days int, now time.Tim
 		}
 		res.Punches += len(outs)
 	}
-	if err := db.Close(); err != nil {
-		return res, err
-	}
+	err = reopen(db, dir)
 	db = nil
-	db2, err := store.Open(dir, store.Options{DeviceID: deviceID})
 	if err != nil {
-		return res, err
-	}
-	if err := db2.Close(); err != nil {
 		return res, err
 	}
 	res.Took = time.Since(began)

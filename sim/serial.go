@@ -98,6 +98,26 @@ func (s *Serial) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Read returns bytes the agent wrote to the device (a polled reader's
+// requests), as the module would receive them.
+func (s *Serial) Read(p []byte) (int, error) {
+	n, err := s.master.Read(p)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return n, ErrClosed
+		}
+		return n, fmt.Errorf("sim: read %s: %w", s.slave.Name(), err)
+	}
+	return n, err
+}
+
+// SetReadDeadline bounds the next Read; a Read past it returns an error
+// matching os.ErrDeadlineExceeded.
+func (s *Serial) SetReadDeadline(t time.Time) error { return s.master.SetReadDeadline(t) }
+
 // Close removes the link (if it still points to this device) and closes
 // the pseudo-terminal; whoever has the device open then reads an error.
 // It is safe to call more than once.

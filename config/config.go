@@ -39,6 +39,8 @@ type Config struct {
 	Readers    []Reader `toml:"readers"`
 	Feedback   Feedback `toml:"feedback"`
 
+	// lines locates the reader tables' keys for error messages.
+	lines *keyLines
 	// Location is Timezone resolved by Validate.
 	Location *time.Location `toml:"-"`
 	// Path is the file the configuration was loaded from, if any.
@@ -125,19 +127,6 @@ const (
 	DirOut    = "out"
 )
 
-// Reader configures one credential reader.
-type Reader struct {
-	Name      string `toml:"name"`
-	Driver    string `toml:"driver"`
-	Port      string `toml:"port"`
-	Baud      int    `toml:"baud"`
-	Direction string `toml:"direction"`
-	// RepeatWindow folds repeated frames of the same card into one
-	// presentation: a card is presented again only after the reader has
-	// not seen it for this long. Go duration syntax.
-	RepeatWindow Duration `toml:"repeat_window"`
-}
-
 // Feedback names the GPIO pins of the feedback shown at the readers (LEDs,
 // buzzer, door relay). Every pin is optional; with none set the terminal
 // shows no feedback.
@@ -202,15 +191,11 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Drivers lists the reader drivers this build knows.
-var Drivers = []string{"rdm6300"}
-
 // Defaults applied by Default and by Load for keys left out.
 const (
 	DefaultDataDir      = "/var/lib/punchclock"
 	DefaultTimezone     = "UTC"
 	DefaultTopicPrefix  = "punchclock"
-	DefaultBaud         = 9600
 	DefaultRepeatWindow = 500 * time.Millisecond
 	DefaultRelayPulse   = 3 * time.Second
 	// MaxRelayPulse bounds relay_pulse: a door left unlocked longer is
@@ -239,9 +224,6 @@ func Default() *Config {
 func (c *Config) fillReaderDefaults() {
 	for i := range c.Readers {
 		r := &c.Readers[i]
-		if r.Baud == 0 {
-			r.Baud = DefaultBaud
-		}
 		if r.Direction == "" {
 			r.Direction = DirToggle
 		}
@@ -267,9 +249,12 @@ func Load(path string) (*Config, error) {
 func Parse(name string, b []byte) (*Config, error) {
 	c := Default()
 	c.Path = name
-	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields().EnableUnmarshalerInterface()
 	if err := dec.Decode(c); err != nil {
 		return nil, decodeError(name, err)
+	}
+	if errs := c.decodeReaders(b); len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	c.fillReaderDefaults()
 	if err := c.Validate(); err != nil {
@@ -351,39 +336,7 @@ func (c *Config) Validate() error {
 	if p := c.MQTT.TopicPrefix; p == "" || strings.ContainsAny(p, "#+") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
 		bad("mqtt.topic_prefix", "%q must be non-empty, without '#', '+' or a leading or trailing '/'", p)
 	}
-	seen := map[string]bool{}
-	ports := map[string]bool{}
-	for i, r := range c.Readers {
-		k := func(f string) string { return fmt.Sprintf("readers[%d].%s", i, f) }
-		switch {
-		case r.Name == "":
-			bad(k("name"), "required")
-		case !idRE.MatchString(r.Name):
-			bad(k("name"), "%q may hold only letters, digits, '_' and '-'", r.Name)
-		case seen[r.Name]:
-			bad(k("name"), "%q is used by another reader", r.Name)
-		}
-		seen[r.Name] = true
-		if !contains(Drivers, r.Driver) {
-			bad(k("driver"), "%q is not one of %s", r.Driver, strings.Join(Drivers, ", "))
-		}
-		switch {
-		case r.Port == "":
-			bad(k("port"), "required, e.g. \"/dev/ttyAMA0\"")
-		case ports[r.Port]:
-			bad(k("port"), "%q is used by another reader", r.Port)
-		}
-		ports[r.Port] = true
-		if !contains(Bauds, r.Baud) {
-			bad(k("baud"), "%d is not a supported rate (%v)", r.Baud, Bauds)
-		}
-		if !contains([]string{DirToggle, DirIn, DirOut}, r.Direction) {
-			bad(k("direction"), "%q must be toggle, in or out", r.Direction)
-		}
-		if r.RepeatWindow.Duration < 0 || r.RepeatWindow.Duration > 10*time.Second {
-			bad(k("repeat_window"), "%v must be between 0 and 10s", r.RepeatWindow.Duration)
-		}
-	}
+	c.validateReaders(bad, &errs)
 	pins := map[string]string{}
 	for _, p := range c.Feedback.Pins() {
 		switch {
@@ -419,9 +372,6 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
-
-// Bauds are the rates the serial layer supports.
-var Bauds = []int{1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200}
 
 func contains[T comparable](list []T, v T) bool {
 	for _, x := range list {

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"github.com/punchclock/punchclock/reader/rdm6300"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,10 @@ func TestSample(t *testing.T) {
 	r := c.Readers[0]
 	check("readers[0].name", r.Name, "front")
 	check("readers[0].driver", r.Driver, "rdm6300")
-	check("readers[0].port", r.Port, "/dev/ttyAMA0")
-	check("readers[0].baud", r.Baud, 9600)
+	rs := r.Settings.(*rdm6300.Settings)
+	check("readers[0].port", rs.Port, "/dev/ttyAMA0")
+	check("readers[0].baud", rs.Baud, 9600)
+	check("readers[0] line", r.Line, 34)
 	check("readers[0].direction", r.Direction, config.DirToggle)
 	check("readers[0].repeat_window", r.RepeatWindow.Duration, 500*time.Millisecond)
 	// The sample leaves every pin empty so it runs without GPIO.
@@ -60,8 +63,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.Readers[0]
-	if r.Baud != 9600 || r.Direction != "toggle" || r.RepeatWindow.Duration != 500*time.Millisecond {
-		t.Errorf("reader defaults: baud %d, direction %q, repeat_window %v", r.Baud, r.Direction, r.RepeatWindow)
+	if r.Settings.(*rdm6300.Settings).Baud != 9600 || r.Direction != "toggle" || r.RepeatWindow.Duration != 500*time.Millisecond {
+		t.Errorf("reader defaults: baud %d, direction %q, repeat_window %v", r.Settings.(*rdm6300.Settings).Baud, r.Direction, r.RepeatWindow)
 	}
 	if c.MQTT.ClientID != "punchclock-d1" {
 		t.Errorf("client_id %q, want punchclock-d1", c.MQTT.ClientID)
@@ -123,14 +126,18 @@ func TestErrors(t *testing.T) {
 		{"duplicate reader name", reader("[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyUSB0\"\n"),
 			[]string{`key "readers[1].name"`, `"front" is used by another reader`}},
 		{"duplicate reader port", reader("[[readers]]\nname = \"back\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyAMA0\"\n"),
-			[]string{`key "readers[1].port"`, `"/dev/ttyAMA0" is used by another reader`}},
+			[]string{`:6: key "readers[1]"`, `/dev/ttyAMA0 is also used by reader "front"`}},
 		{"bad driver", "device_id = \"d1\"\n[[readers]]\nname = \"front\"\ndriver = \"rdm630\"\nport = \"/dev/ttyAMA0\"\n",
-			[]string{`key "readers[0].driver"`, `"rdm630"`}},
-		{"missing port", "device_id = \"d1\"\n[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\n", []string{`key "readers[0].port"`, "required"}},
-		{"bad baud", reader("baud = 9601\n"), []string{`key "readers[0].baud"`, "9601"}},
+			[]string{`:4: key "readers[0].driver"`, `"rdm630" is not one of rdm6300`}},
+		{"missing port", "device_id = \"d1\"\n[[readers]]\nname = \"front\"\ndriver = \"rdm6300\"\n", []string{`:2: key "readers[0].port"`, "required"}},
+		{"bad baud", reader("baud = 9601\n"), []string{`:6: key "readers[0].baud"`, "9601"}},
+		{"baud not a number", reader("baud = \"fast\"\n"), []string{`:6: key "readers[0].baud"`, "cannot decode TOML string"}},
+		{"unknown driver key", reader("pins = 3\n"), []string{`:6: key "readers[0].pins"`, "unknown key for driver rdm6300"}},
+		{"second reader's bad key", reader("[[readers]]\nname = \"back\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyUSB0\"\nbaud = 7\n"),
+			[]string{`:10: key "readers[1].baud"`, "7 is not"}},
 		{"bad direction", reader("direction = \"sideways\"\n"), []string{`key "readers[0].direction"`, "sideways"}},
 		{"bad repeat_window", reader("repeat_window = \"11s\"\n"), []string{`key "readers[0].repeat_window"`, "11s"}},
-		{"unparsable repeat_window", reader("repeat_window = \"soon\"\n"), []string{":6:", `"readers.repeat_window"`, "soon"}},
+		{"unparsable repeat_window", reader("repeat_window = \"soon\"\n"), []string{":6:", `"readers[0].repeat_window"`, "soon"}},
 		{"bad feedback pin", reader("[feedback]\nrelay = \"gpio17\"\n"), []string{`key "feedback.relay"`, `"gpio17"`, "GPIO17"}},
 		{"bad feedback pin chars", reader("[feedback]\ngreen = \"GPIO 17\"\n"), []string{`key "feedback.green"`, `"GPIO 17"`}},
 		{"feedback pin used twice", reader("[feedback]\ngreen = \"GPIO17\"\nbuzzer = \"GPIO17\"\n"),

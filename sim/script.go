@@ -3,16 +3,15 @@ package sim
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 )
 
@@ -21,27 +20,30 @@ var ErrScript = errors.New("sim: script")
 
 // Defaults for Script fields left zero.
 const (
-	DefaultRepeats        = 3
-	DefaultRepeatInterval = 30 * time.Millisecond
-	maxRepeats            = 1000
-	maxGarbage            = 4096
+	DefaultRepeats        = rdm6300.DefaultRepeats
+	DefaultRepeatInterval = rdm6300.DefaultRepeatInterval
 )
 
-// A Script runs scenario text against named readers. The language has
-// one command per line; blank lines and text after '#' are ignored:
+// A Script runs scenario text against named readers' twins. The language
+// has one command per line; blank lines and text after '#' are ignored.
+// The script itself knows three commands:
 //
-//	card <reader> <10 hex digits> [xN]  present an EM4100 card: its frame N
-//	                                    times (default Repeats), RepeatInterval
-//	                                    apart, as the module does while the
-//	                                    card stays in the field
-//	garbage <reader> <n>                n random bytes, none of them STX
-//	raw <reader> <hex bytes>            bytes as given, e.g. "02 30 41" or "023041"
-//	sleep <duration>                    wait, e.g. "250ms"
+//	sleep <duration>   wait, e.g. "250ms"
+//	unplug <reader>    take the reader's device away, as a pulled cable
+//	replug <reader>    bring it back at the same path
+//
+// Every other line is "<command> <reader> <args...>" and goes to that
+// reader's twin, which documents its commands (an rdm6300 takes card,
+// id12, garbage and raw; a pn532 card; an r30x finger; a wiegand reader
+// wiegand and keys; ...).
 //
 // Each executed command echoes one line to Out, e.g.
 // "sim: card front 0A00123456 x3".
 type Script struct {
-	// Readers maps reader names to their devices (a *Serial, or a fake).
+	// Twins maps reader names to their twins.
+	Twins map[string]reader.Twin
+	// Readers maps reader names to plain devices that an rdm6300 twin
+	// writes to (a *Serial, or a fake); they join Twins.
 	Readers map[string]io.Writer
 	// Out receives one line per executed command. Nil discards.
 	Out io.Writer
@@ -50,9 +52,9 @@ type Script struct {
 	// counting them. If nil, Run stops at the first bad line.
 	Errs io.Writer
 
+	// For the rdm6300 twins made from Readers.
 	Repeats        int           // frames per card command; default DefaultRepeats
 	RepeatInterval time.Duration // between them; default DefaultRepeatInterval
-
 	// Sleep waits d or until ctx is done. Default: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Rand makes garbage bytes. Default: randomly seeded.
@@ -116,6 +118,17 @@ func (s *Script) fill() {
 	if s.Rand == nil {
 		s.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if len(s.Readers) > 0 && s.Twins == nil {
+		s.Twins = map[string]reader.Twin{}
+	}
+	for name, w := range s.Readers {
+		if _, ok := s.Twins[name]; ok {
+			continue
+		}
+		t := rdm6300.NewTwin(w)
+		t.Repeats, t.RepeatInterval, t.Sleep, t.Rand = s.Repeats, s.RepeatInterval, s.Sleep, s.Rand
+		s.Twins[name] = t
+	}
 }
 
 // exec runs one line and returns what to echo ("" for nothing).
@@ -127,12 +140,6 @@ func (s *Script) exec(ctx context.Context, line string) (string, error) {
 	}
 	cmd, args := f[0], f[1:]
 	switch cmd {
-	case "card":
-		return s.card(ctx, args)
-	case "garbage":
-		return s.garbage(args)
-	case "raw":
-		return s.raw(args)
 	case "sleep":
 		if len(args) != 1 {
 			return "", errors.New("usage: sleep <duration>")
@@ -145,110 +152,49 @@ func (s *Script) exec(ctx context.Context, line string) (string, error) {
 			return "", err
 		}
 		return "sleep " + d.String(), nil
+	case "unplug", "replug":
+		if len(args) != 1 {
+			return "", fmt.Errorf("usage: %s <reader>", cmd)
+		}
+		t, err := s.twin(cmd, args[0])
+		if err != nil {
+			return "", err
+		}
+		if cmd == "unplug" {
+			err = t.Unplug()
+		} else {
+			err = t.Replug()
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %w", cmd, args[0], err)
+		}
+		return cmd + " " + args[0], nil
 	}
-	return "", fmt.Errorf("unknown command %q (want card, garbage, raw or sleep)", cmd)
+	if len(args) == 0 {
+		return "", fmt.Errorf("%q names no reader (want <command> <reader> <args...>, sleep, unplug or replug)", cmd)
+	}
+	t, err := s.twin(cmd, args[0])
+	if err != nil {
+		return "", err
+	}
+	echo, err := t.Do(ctx, cmd, args[1:])
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", cmd, args[0], err)
+	}
+	return cmd + " " + args[0] + " " + strings.TrimPrefix(echo, cmd+" "), nil
 }
 
-func (s *Script) reader(cmd, name string) (io.Writer, error) {
-	w, ok := s.Readers[name]
+func (s *Script) twin(cmd, name string) (reader.Twin, error) {
+	t, ok := s.Twins[name]
 	if !ok {
-		names := make([]string, 0, len(s.Readers))
-		for n := range s.Readers {
+		names := make([]string, 0, len(s.Twins))
+		for n := range s.Twins {
 			names = append(names, n)
 		}
 		slices.Sort(names)
 		return nil, fmt.Errorf("%s: unknown reader %q (have %s)", cmd, name, strings.Join(names, ", "))
 	}
-	return w, nil
-}
-
-func (s *Script) card(ctx context.Context, args []string) (string, error) {
-	if len(args) < 2 || len(args) > 3 {
-		return "", errors.New("usage: card <reader> <10 hex digits> [xN]")
-	}
-	w, err := s.reader("card", args[0])
-	if err != nil {
-		return "", err
-	}
-	value, err := rdm6300.Canonical(args[1])
-	if err != nil {
-		return "", fmt.Errorf("card: %q is not ten hex digits", args[1])
-	}
-	repeats := s.Repeats
-	if len(args) == 3 {
-		n, err := strconv.Atoi(strings.TrimPrefix(args[2], "x"))
-		if !strings.HasPrefix(args[2], "x") || err != nil || n < 1 || n > maxRepeats {
-			return "", fmt.Errorf("card: repeat count %q must be x1 to x%d", args[2], maxRepeats)
-		}
-		repeats = n
-	}
-	frame, err := rdm6300.Encode(value)
-	if err != nil {
-		return "", fmt.Errorf("card: %w", err)
-	}
-	for i := range repeats {
-		if i > 0 {
-			if err := s.Sleep(ctx, s.RepeatInterval); err != nil {
-				return "", err
-			}
-		}
-		if err := write(w, frame); err != nil {
-			return "", fmt.Errorf("card %s: %w", args[0], err)
-		}
-	}
-	return fmt.Sprintf("card %s %s x%d", args[0], value, repeats), nil
-}
-
-func (s *Script) garbage(args []string) (string, error) {
-	if len(args) != 2 {
-		return "", errors.New("usage: garbage <reader> <n>")
-	}
-	w, err := s.reader("garbage", args[0])
-	if err != nil {
-		return "", err
-	}
-	n, err := strconv.Atoi(args[1])
-	if err != nil || n < 1 || n > maxGarbage {
-		return "", fmt.Errorf("garbage: count %q must be 1 to %d", args[1], maxGarbage)
-	}
-	b := make([]byte, n)
-	for i := range b {
-		// Any byte but STX, so garbage never starts a frame.
-		b[i] = byte(s.Rand.IntN(255))
-		if b[i] >= rdm6300.STX {
-			b[i]++
-		}
-	}
-	if err := write(w, b); err != nil {
-		return "", fmt.Errorf("garbage %s: %w", args[0], err)
-	}
-	return fmt.Sprintf("garbage %s %d", args[0], n), nil
-}
-
-func (s *Script) raw(args []string) (string, error) {
-	if len(args) < 2 {
-		return "", errors.New("usage: raw <reader> <hex bytes>")
-	}
-	w, err := s.reader("raw", args[0])
-	if err != nil {
-		return "", err
-	}
-	b, err := hex.DecodeString(strings.Join(args[1:], ""))
-	if err != nil {
-		return "", fmt.Errorf("raw: %q is not hex bytes: %v", strings.Join(args[1:], " "), err)
-	}
-	if err := write(w, b); err != nil {
-		return "", fmt.Errorf("raw %s: %w", args[0], err)
-	}
-	return fmt.Sprintf("raw %s % X", args[0], b), nil
-}
-
-func write(w io.Writer, b []byte) error {
-	n, err := w.Write(b)
-	if err == nil && n < len(b) {
-		err = io.ErrShortWrite
-	}
-	return err
+	return t, nil
 }
 
 func sleepTimer(ctx context.Context, d time.Duration) error {

@@ -170,7 +170,7 @@ func TestScriptContinuesPastErrors(t *testing.T) {
 	if !errors.Is(err, ErrScript) || !strings.Contains(err.Error(), "2 bad lines") {
 		t.Errorf("Run = %v, want ErrScript counting 2 bad lines", err)
 	}
-	wantErrs := "sim: script: line 2: unknown command \"bogus\" (want card, garbage, raw or sleep)\n" +
+	wantErrs := "sim: script: line 2: \"bogus\" names no reader (want <command> <reader> <args...>, sleep, unplug or replug)\n" +
 		"sim: script: line 3: card: unknown reader \"side\" (have back, broken, front)\n"
 	if f.errs.String() != wantErrs {
 		t.Errorf("errs =\n%s\nwant\n%s", f.errs.String(), wantErrs)

@@ -17,9 +17,6 @@ import (
 	"github.com/punchclock/punchclock/agent"
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/device"
-	"github.com/punchclock/punchclock/reader"
-	"github.com/punchclock/punchclock/reader/rdm6300"
-	"github.com/punchclock/punchclock/reader/serialport"
 	"github.com/punchclock/punchclock/store"
 )
 
@@ -126,7 +123,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	readers, err := buildReaders(cfg, log)
+	readers, err := cfg.NewReaders(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitUsage
@@ -167,26 +164,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
-}
-
-// buildReaders wires each configured reader to its hardware port.
-func buildReaders(cfg *config.Config, log *slog.Logger) ([]reader.Reader, error) {
-	var rs []reader.Reader
-	for _, rc := range cfg.Readers {
-		switch rc.Driver {
-		case "rdm6300":
-			port, baud := rc.Port, rc.Baud
-			rs = append(rs, rdm6300.New(rdm6300.Config{
-				Name:         rc.Name,
-				Open:         func() (rdm6300.Port, error) { return serialport.Open(port, baud) },
-				RepeatWindow: rc.RepeatWindow.Duration,
-				Logger:       log.With("reader", rc.Name),
-			}))
-		default:
-			return nil, fmt.Errorf("reader %q: driver %q is not built in", rc.Name, rc.Driver)
-		}
-	}
-	return rs, nil
 }
 
 // buildPanel opens the configured feedback pins on this host and returns

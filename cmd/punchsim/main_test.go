@@ -259,7 +259,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "-config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"serve", "-config", filepath.Join(dir, "missing.toml")}, 2, "missing.toml"},
 		{[]string{"serve", "-config", bad}, 2, `"wiegand" is not one of`},
-		{[]string{"serve", "-config", none}, 2, "has no rdm6300 readers"},
+		{[]string{"serve", "-config", none}, 2, "has no readers to simulate"},
 		{[]string{"serve", "-config", cfg, "-script", filepath.Join(dir, "nope.sim")}, 2, "-script:"},
 		{[]string{"serve", "-config", cfg, "-repeats", "0"}, 2, "-repeats 0"},
 	} {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"log/slog"
+	"time"
+
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/punchclock/punchclock/reader"
 	"io"
 	"os"
 	"strings"
@@ -15,16 +19,26 @@ import (
 
 const serveUsage = `usage: punchsim serve -config FILE [-script FILE] [-hold]
 
-Links a virtual reader (a raw pseudo-terminal) at the port of every
-rdm6300 reader in the agent's configuration, prints
-"punchsim: ready NAME=DEVICE ..." once all links exist, then runs the
-script (or stdin) one line at a time:
+Builds the twin of every reader in the agent's configuration, each
+speaking its driver's wire protocol at the configured port (a raw
+pseudo-terminal), simulated GPIO chip or input device, prints
+"punchsim: ready NAME=PATH ..." once all exist, then runs the script
+(or stdin) one line at a time:
 
-  card <reader> <10 hex digits> [xN]   present a card (N frames, default 3)
-  garbage <reader> <n>                 n random bytes, none of them STX
-  raw <reader> <hex bytes>             bytes as given
-  sleep <duration>                     e.g. 250ms
+  card <reader> <value> [...]     present a card (rdm6300: 10 hex digits [xN];
+                                  pn532: a UID; osdp: FAC:CARD)
+  finger <reader> <page>|nomatch  a finger on a fingerprint sensor
+  wiegand <reader> 26 FAC CARD    a Wiegand read
+  keys <reader> 4821#             key presses on a keypad
+  hid <reader> 0001193046         a keyboard-wedge reader types a value
+  garbage <reader> <n>            n random bytes
+  raw <reader> <hex bytes>        bytes as given
+  unplug <reader>, replug <reader>
+  sleep <duration>                e.g. 250ms
   # comment
+
+Each driver's README (reader/<driver>/README.md) lists its twin's
+commands.
 
 A bad line is reported on stderr and the script goes on; the exit code
 is then 1. At the end of the script the links are removed, unless -hold
@@ -34,6 +48,15 @@ keeps them until SIGINT or SIGTERM.
 
 // serve runs the serve subcommand until the script ends (and, with
 // -hold, until ctx is done).
+// twinPath is where the agent finds a twin: its pty's device when it
+// has one, else its Path.
+func twinPath(t reader.Twin) string {
+	if p, ok := t.(interface{ DevicePath() string }); ok {
+		return p.DevicePath()
+	}
+	return t.Path()
+}
+
 func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -80,36 +103,39 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		in = f
 	}
 
-	readers := map[string]io.Writer{}
+	twins := map[string]reader.Twin{}
 	var ready []string
 	for _, r := range cfg.Readers {
-		if r.Driver != "rdm6300" {
-			fmt.Fprintf(stderr, "punchsim serve: reader %q: driver %q is not simulated; skipped\n", r.Name, r.Driver)
-			continue
-		}
-		s, err := sim.NewSerial(r.Port)
+		t, err := r.Settings.Twin(reader.TwinEnv{
+			Name:   r.Name,
+			Logger: slog.New(slog.DiscardHandler),
+			Serial: func(link string) (reader.SerialEnd, error) { return sim.NewSerial(link) },
+		})
 		if err != nil {
-			fmt.Fprintf(stderr, "punchsim serve: reader %q: %v\n", r.Name, err)
+			fmt.Fprintf(stderr, "punchsim serve: reader %q (driver %s): %v\n", r.Name, r.Driver, err)
 			if errors.Is(err, sim.ErrPathInUse) {
 				return 2
 			}
 			return 1
 		}
-		defer s.Close()
-		readers[r.Name] = s
-		ready = append(ready, r.Name+"="+s.Path())
+		defer t.Close()
+		if rt, ok := t.(interface {
+			SetRepeats(n int, interval time.Duration)
+		}); ok {
+			rt.SetRepeats(*repeats, *interval)
+		}
+		twins[r.Name] = t
+		ready = append(ready, r.Name+"="+twinPath(t))
 	}
-	if len(readers) == 0 {
-		return usageErr("%s has no rdm6300 readers to simulate", *cfgPath)
+	if len(twins) == 0 {
+		return usageErr("%s has no readers to simulate", *cfgPath)
 	}
 	fmt.Fprintf(stdout, "punchsim: ready %s\n", strings.Join(ready, " "))
 
 	script := &sim.Script{
-		Readers:        readers,
-		Out:            stdout,
-		Errs:           stderr,
-		Repeats:        *repeats,
-		RepeatInterval: *interval,
+		Twins: twins,
+		Out:   stdout,
+		Errs:  stderr,
 	}
 	done := make(chan error, 1)
 	go func() { done <- script.Run(ctx, in) }()

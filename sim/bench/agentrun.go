@@ -16,7 +16,6 @@ import (
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/reader/rdm6300"
-	"github.com/punchclock/punchclock/reader/serialport"
 	"github.com/punchclock/punchclock/roster"
 	"github.com/punchclock/punchclock/sim"
 	"github.com/punchclock/punchclock/store"
@@ -79,19 +78,19 @@ func startSite(dir, brokerURL string, nReaders int, log *slog.Logger) (*site, er
 	s := &site{dir: dir, decided: map[string]chan decision{}, done: make(chan error, 1)}
 	var readers []reader.Reader
 	for _, rc := range cfg.Readers {
-		p, err := sim.NewSerial(rc.Port)
+		p, err := sim.NewSerial(rc.Settings.(*rdm6300.Settings).Port)
 		if err != nil {
 			s.closePorts()
 			return nil, err
 		}
 		s.ports = append(s.ports, p)
 		s.decided[rc.Name] = make(chan decision, 4096)
-		port, baud := rc.Port, rc.Baud
-		readers = append(readers, rdm6300.New(rdm6300.Config{
-			Name:         rc.Name,
-			Open:         func() (rdm6300.Port, error) { return serialport.Open(port, baud) },
-			RepeatWindow: rc.RepeatWindow.Duration,
-		}))
+		rd, err := rc.New(nil)
+		if err != nil {
+			s.closePorts()
+			return nil, err
+		}
+		readers = append(readers, rd)
 	}
 	a, err := agent.New(agent.Options{
 		Config:  cfg,

@@ -1,0 +1,304 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/drivers"
+)
+
+// Reader configures one credential reader. The common keys are the
+// loader's; every other key of the reader's table belongs to its driver,
+// which decodes and validates it (Settings).
+type Reader struct {
+	Name      string `toml:"name"`
+	Driver    string `toml:"driver"`
+	Direction string `toml:"direction"`
+	// RepeatWindow folds repeated frames of the same card into one
+	// presentation: a card is presented again only after the reader has
+	// not seen it for this long. Go duration syntax.
+	RepeatWindow Duration `toml:"repeat_window"`
+
+	// Settings is the driver's own configuration, decoded from the
+	// reader's table and validated.
+	Settings reader.Config `toml:"-"`
+	// Line is where the reader's [[readers]] table starts in the file.
+	Line int `toml:"-"`
+
+	raw unstable.RawMessage
+}
+
+// commonKeys are the reader keys the loader owns.
+var commonKeys = []string{"name", "driver", "direction", "repeat_window"}
+
+// UnmarshalTOML keeps the reader's table to be decoded once its driver is
+// known (see decodeReaders).
+func (r *Reader) UnmarshalTOML(b []byte) error {
+	r.raw = append(unstable.RawMessage(nil), b...)
+	return nil
+}
+
+// Env is what the reader's driver is given to build it.
+func (r *Reader) Env(log *slog.Logger, now func() time.Time) reader.Env {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return reader.Env{
+		Name:         r.Name,
+		RepeatWindow: r.RepeatWindow.Duration,
+		Logger:       log.With("reader", r.Name, "driver", r.Driver),
+		Now:          now,
+	}
+}
+
+// New builds the reader on this host's hardware.
+func (r *Reader) New(log *slog.Logger) (reader.Reader, error) {
+	rd, err := r.Settings.New(r.Env(log, nil))
+	if err != nil {
+		return nil, fmt.Errorf("reader %q (driver %s): %w", r.Name, r.Driver, err)
+	}
+	return rd, nil
+}
+
+// NewReaders builds every configured reader on this host's hardware.
+func (c *Config) NewReaders(log *slog.Logger) ([]reader.Reader, error) {
+	var rs []reader.Reader
+	for i := range c.Readers {
+		rd, err := c.Readers[i].New(log)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, rd)
+	}
+	return rs, nil
+}
+
+// keyLines maps each [[readers]] table of a document to the line of its
+// header and of each of its keys, so that an error about a driver's key
+// names the line it is on.
+type keyLines struct {
+	tables []int            // line of the i-th [[readers]] header
+	keys   []map[string]int // key -> line, per table
+}
+
+func (kl *keyLines) line(i int, key string) int {
+	if i < 0 || i >= len(kl.tables) {
+		return 0
+	}
+	if l, ok := kl.keys[i][key]; ok {
+		return l
+	}
+	return kl.tables[i]
+}
+
+// readerLines finds the reader tables of doc. The document has been
+// decoded already, so it parses.
+func readerLines(doc []byte) *keyLines {
+	kl := &keyLines{}
+	var p unstable.Parser
+	p.Reset(doc)
+	in := -1
+	lineOf := func(n *unstable.Node) (line int) {
+		defer func() {
+			if recover() != nil {
+				line = 0
+			}
+		}()
+		r := n.Raw
+		if r.Length == 0 {
+			r = p.Range(n.Data)
+		}
+		return p.Shape(r).Start.Line
+	}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.ArrayTable, unstable.Table:
+			var parts []string
+			first := 0
+			for it := e.Key(); it.Next(); {
+				if first == 0 {
+					first = lineOf(it.Node())
+				}
+				parts = append(parts, string(it.Node().Data))
+			}
+			in = -1
+			if e.Kind == unstable.ArrayTable && len(parts) == 1 && parts[0] == "readers" {
+				kl.tables = append(kl.tables, first)
+				kl.keys = append(kl.keys, map[string]int{})
+				in = len(kl.tables) - 1
+			}
+		case unstable.KeyValue:
+			if in < 0 {
+				continue
+			}
+			it := e.Key()
+			if it.Next() {
+				kl.keys[in][string(it.Node().Data)] = lineOf(it.Node())
+			}
+		}
+	}
+	return kl
+}
+
+// decodeReaders decodes each reader's table: the common keys, then the
+// rest into its driver's configuration. Errors name the file, the line
+// and the key.
+func (c *Config) decodeReaders(doc []byte) []string {
+	kl := readerLines(doc)
+	c.lines = kl
+	var errs []string
+	at := c.readerKey
+	for i := range c.Readers {
+		r := &c.Readers[i]
+		r.Line = kl.line(i, "")
+		if err := toml.Unmarshal(r.raw, (*commonReader)(r)); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", at(i, errKey(err)), errText(err)))
+			continue
+		}
+		d, ok := drivers.Lookup(r.Driver)
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s: %q is not one of %s", at(i, "driver"), r.Driver, strings.Join(drivers.Names(), ", ")))
+			continue
+		}
+		s := d.NewConfig()
+		dec := toml.NewDecoder(bytes.NewReader(r.raw)).DisallowUnknownFields()
+		err := dec.Decode(s)
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			err = nil
+			for _, e := range sm.Errors {
+				k := strings.Join(e.Key(), ".")
+				if slices.Contains(commonKeys, k) {
+					continue
+				}
+				errs = append(errs, fmt.Sprintf("%s: unknown key for driver %s (%s)", at(i, k), r.Driver, d.Doc))
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", at(i, errKey(err)), errText(err)))
+			continue
+		}
+		r.Settings = s
+		r.raw = nil
+	}
+	return errs
+}
+
+// commonReader decodes the common keys alone (no UnmarshalTOML).
+type commonReader struct {
+	Name         string   `toml:"name"`
+	Driver       string   `toml:"driver"`
+	Direction    string   `toml:"direction"`
+	RepeatWindow Duration `toml:"repeat_window"`
+	Settings     reader.Config
+	Line         int
+	raw          unstable.RawMessage
+}
+
+func errKey(err error) string {
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		return strings.Join(de.Key(), ".")
+	}
+	return ""
+}
+
+func errText(err error) string {
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		return de.Error()
+	}
+	return err.Error()
+}
+
+// validateReaders checks the common keys and asks each driver to check
+// its own; claims on one device or pin by two readers are errors.
+func (c *Config) validateReaders(bad func(key, format string, args ...any), errs *[]string) {
+	seen := map[string]bool{}
+	claims := map[string]string{} // claim -> reader
+	for i := range c.Readers {
+		r := &c.Readers[i]
+		k := func(f string) string { return fmt.Sprintf("readers[%d].%s", i, f) }
+		switch {
+		case r.Name == "":
+			bad(k("name"), "required")
+		case !idRE.MatchString(r.Name):
+			bad(k("name"), "%q may hold only letters, digits, '_' and '-'", r.Name)
+		case seen[r.Name]:
+			bad(k("name"), "%q is used by another reader", r.Name)
+		}
+		seen[r.Name] = true
+		if !contains([]string{DirToggle, DirIn, DirOut}, r.Direction) {
+			bad(k("direction"), "%q must be toggle, in or out", r.Direction)
+		}
+		if r.RepeatWindow.Duration < 0 || r.RepeatWindow.Duration > 10*time.Second {
+			bad(k("repeat_window"), "%v must be between 0 and 10s", r.RepeatWindow.Duration)
+		}
+		if r.Settings == nil {
+			continue // its table did not decode: reported already
+		}
+		if err := r.Settings.Validate(); err != nil {
+			for _, e := range flatten(err) {
+				var ke *reader.KeyError
+				if errors.As(e, &ke) {
+					*errs = append(*errs, fmt.Sprintf("%s: %s", c.readerKey(i, ke.Key), ke.Msg))
+				} else {
+					*errs = append(*errs, fmt.Sprintf("%s: %v", c.readerKey(i, "driver"), e))
+				}
+			}
+			continue
+		}
+		for _, cl := range r.Settings.Claims() {
+			shared := strings.HasPrefix(cl, "shared:")
+			name := strings.TrimPrefix(cl, "shared:")
+			other, taken := claims[name]
+			if taken && !(shared && strings.HasPrefix(other, "shared:")) {
+				*errs = append(*errs, fmt.Sprintf("%s: %s is also used by reader %q", c.readerKey(i, ""), name, strings.TrimPrefix(other, "shared:")))
+				continue
+			}
+			if shared {
+				claims[name] = "shared:" + r.Name
+			} else {
+				claims[name] = r.Name
+			}
+		}
+	}
+}
+
+// readerKey names key of reader i with its line, as decodeReaders does.
+func (c *Config) readerKey(i int, key string) string {
+	name := fmt.Sprintf("readers[%d]", i)
+	if key != "" {
+		name += "." + key
+	}
+	if c.lines != nil {
+		if l := c.lines.line(i, key); l > 0 {
+			return fmt.Sprintf("%s:%d: key %q", c.Path, l, name)
+		}
+	}
+	return fmt.Sprintf("%s: key %q", c.Path, name)
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}

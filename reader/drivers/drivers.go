@@ -1,0 +1,34 @@
+// Package drivers is the one place that lists the reader drivers this
+// build knows. Adding a driver is a folder under reader/ and a line here;
+// nothing else names a driver.
+package drivers
+
+import (
+	"slices"
+
+	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/rdm6300"
+)
+
+// All lists every driver, in the order the documentation lists them.
+var All = []reader.Driver{
+	rdm6300.Driver,
+}
+
+// Lookup returns the driver called name.
+func Lookup(name string) (reader.Driver, bool) {
+	i := slices.IndexFunc(All, func(d reader.Driver) bool { return d.Name == name })
+	if i < 0 {
+		return reader.Driver{}, false
+	}
+	return All[i], true
+}
+
+// Names lists the drivers' names.
+func Names() []string {
+	names := make([]string, len(All))
+	for i, d := range All {
+		names[i] = d.Name
+	}
+	return names
+}

@@ -66,6 +66,19 @@ func (c *checker) add(typ, v string, at ref) (other ref, why string, clash bool)
 		c.other[k] = at
 		return noRef, "", false
 	}
+	if k, ok := otherCardKey(v); ok {
+		// A UID or a Wiegand number: only the same value clashes (a
+		// 26-bit number that is also part of an EM card is decided per
+		// read: Index.Find says it is ambiguous).
+		if o, ok := c.other[k]; ok {
+			if o.emp != at.emp {
+				return o, "this card is also held by", true
+			}
+			return noRef, "", false
+		}
+		c.other[k] = at
+		return noRef, "", false
+	}
 	read, _ := hex40(v)
 	id := uint32(read)
 	n, isDec := decimal32(v)
@@ -90,6 +103,18 @@ func (c *checker) add(typ, v string, at ref) (other ref, why string, clash bool)
 		c.byID[id] = at
 	}
 	return noRef, "", false
+}
+
+// otherCardKey is the checker's key of a canonical card value that is not
+// an EM card.
+func otherCardKey(v string) (typedValue, bool) {
+	if u, ok := uidKey(v); ok {
+		return typedValue{"uid", u}, true
+	}
+	if _, _, ok := facilityCard(v); ok {
+		return typedValue{"wiegand", v}, true
+	}
+	return typedValue{}, false
 }
 
 // hex40 returns the value of ten hex digits (either case).

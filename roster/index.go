@@ -1,5 +1,12 @@
 package roster
 
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
 // Index answers "who holds this credential?" from memory. It is built
 // once from a validated roster and never changes, so any number of
 // goroutines may read it without locks; a new roster means a new Index
@@ -14,7 +21,30 @@ type Index struct {
 	emps    []Employee
 	byID    map[string]*Employee
 	cards   map[uint64]*Employee
-	others  map[typedValue]*Employee // pins and fingerprints
+	others  map[typedValue]*Employee // pins, fingerprints, UIDs, Wiegand numbers
+	// Projections of EM cards that other formats read: the last three
+	// bytes (a 26-bit Wiegand read) and the last four (the decimal a
+	// keyboard wedge types). Several holders make a read ambiguous.
+	em24 map[uint32]holders
+	em32 map[uint32]holders
+}
+
+// holders is the first employee under a key, and whether another holds
+// it too.
+type holders struct {
+	e         *Employee
+	ambiguous bool
+}
+
+func addHolder(m map[uint32]holders, k uint32, e *Employee) {
+	h, ok := m[k]
+	switch {
+	case !ok:
+		m[k] = holders{e: e}
+	case h.e != e:
+		h.ambiguous = true
+		m[k] = h
+	}
 }
 
 // NewIndex builds the index of r, which must have passed Validate (when
@@ -40,6 +70,8 @@ func NewIndex(r *Roster) *Index {
 		byID:    make(map[string]*Employee, len(r.Employees)),
 		cards:   make(map[uint64]*Employee, ncard),
 		others:  make(map[typedValue]*Employee, ncred-ncard),
+		em24:    make(map[uint32]holders, ncard),
+		em32:    make(map[uint32]holders, ncard),
 	}
 	creds := make([]Credential, 0, ncred) // one backing array for all copies
 	for i := range r.Employees {
@@ -53,10 +85,18 @@ func NewIndex(r *Roster) *Index {
 		}
 		for _, c := range e.Credentials {
 			if c.Type == Card {
+				if k, ok := otherCardKey(c.Value); ok {
+					if _, dup := x.others[k]; !dup {
+						x.others[k] = e
+					}
+					continue
+				}
 				if k, ok := hex40(c.Value); ok {
 					if _, dup := x.cards[k]; !dup {
 						x.cards[k] = e
 					}
+					addHolder(x.em24, uint32(k)&0xFFFFFF, e)
+					addHolder(x.em32, uint32(k), e)
 				}
 				continue
 			}
@@ -88,6 +128,100 @@ func (x *Index) Lookup(typ, value string) *Employee {
 		return e
 	}
 	return x.cards[decimalAsHex40(uint32(read))]
+}
+
+// Find returns the employee who holds the credential a read presents, or
+// nil. format is the read's card format (reader.Format*: "em4100",
+// "uid", "wiegand26", "wiegand34", "wiegand37", "typed", "raw"; empty is
+// em4100). ambiguous is true, with a nil employee, when the read matches
+// credentials of two employees (a 26-bit read of two EM cards that share
+// their last three bytes): the read is denied, never guessed.
+func (x *Index) Find(typ, format, value string) (e *Employee, ambiguous bool) {
+	if x == nil {
+		return nil, false
+	}
+	if typ != Card {
+		return x.others[typedValue{typ, value}], false
+	}
+	switch format {
+	case "", "em4100":
+		return x.Lookup(Card, value), false
+	case "uid":
+		if !isUID(value) {
+			return nil, false
+		}
+		return x.others[typedValue{"uid", strings.ToUpper(value)}], false
+	case "wiegand26":
+		fac, card, ok := facilityCard(value)
+		if !ok {
+			return nil, false
+		}
+		v := fmt.Sprintf("%d:%d", fac, card)
+		return x.merge(x.others[typedValue{"wiegand", v}], x.em24, func() (uint32, bool) { return wiegand26(fac, card) })
+	case "wiegand34", "wiegand37":
+		fac, card, ok := facilityCard(value)
+		if !ok {
+			return nil, false
+		}
+		return x.others[typedValue{"wiegand", fmt.Sprintf("%d:%d", fac, card)}], false
+	case "typed":
+		return x.typed(value)
+	}
+	return nil, false
+}
+
+// typed finds what a keyboard wedge typed: most type an EM card's
+// ten-digit decimal, some its hex, a UID or facility:card.
+func (x *Index) typed(v string) (*Employee, bool) {
+	v = strings.TrimSpace(v)
+	if isDigits(v) && len(v) <= 10 {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > math.MaxUint32 {
+			if len(v) == 10 && isHex(v) {
+				return x.Lookup(Card, v), false
+			}
+			return nil, false
+		}
+		// The decimal of an EM card: a decimal credential holds it
+		// (found as ten digits), or an EM card whose last four bytes
+		// are n; and ten digits may be an EM card's hex too.
+		var direct *Employee
+		if len(v) == 10 {
+			k, _ := hex40(v)
+			direct = x.cards[k]
+		} else {
+			direct = x.cards[decimalAsHex40(uint32(n))]
+		}
+		return x.merge(direct, x.em32, func() (uint32, bool) { return uint32(n), true })
+	}
+	c, ok := normalizeCard(v)
+	if !ok {
+		return nil, false
+	}
+	if u, ok := uidKey(c); ok {
+		return x.others[typedValue{"uid", u}], false
+	}
+	if _, _, ok := facilityCard(c); ok {
+		return x.others[typedValue{"wiegand", c}], false
+	}
+	return x.Lookup(Card, c), false
+}
+
+// merge combines an exact holder with the holders of a projection.
+func (x *Index) merge(direct *Employee, proj map[uint32]holders, key func() (uint32, bool)) (*Employee, bool) {
+	var h holders
+	if k, ok := key(); ok {
+		h = proj[k]
+	}
+	switch {
+	case h.ambiguous:
+		return nil, true
+	case h.e == nil:
+		return direct, false
+	case direct == nil || direct == h.e:
+		return h.e, false
+	}
+	return nil, true
 }
 
 // Employee returns the employee with the given roster id, or nil. The

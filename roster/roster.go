@@ -44,7 +44,11 @@ type Employee struct {
 	ValidFrom   string       `json:"valid_from"`  // YYYY-MM-DD or empty
 	ValidUntil  string       `json:"valid_until"` // YYYY-MM-DD or empty
 	AccessGroup string       `json:"access_group,omitempty"`
-	Credentials []Credential `json:"credentials"`
+	// BiometricConsent records the employee's consent to biometric
+	// identification (GDPR art. 9): without it no fingerprint is
+	// enrolled for them.
+	BiometricConsent bool         `json:"biometric_consent,omitempty"`
+	Credentials      []Credential `json:"credentials"`
 }
 
 // Credential is one way an employee identifies at a reader.
@@ -164,19 +168,14 @@ func Normalize(typ, value string) (string, error) {
 	value = strings.TrimSpace(value)
 	switch typ {
 	case Card:
-		if len(value) == 10 && isHex(value) {
-			// Ten hex digits as a reader sends them. Ten decimal digits
-			// fall here too and stay as they are: CardKeys looks a read
-			// up under both its hex and its decimal form.
-			return strings.ToUpper(value), nil
+		if v, ok := normalizeCard(value); ok {
+			return v, nil
 		}
-		if isDigits(value) && len(value) < 10 {
-			if n, err := strconv.ParseUint(value, 10, 32); err == nil {
-				return fmt.Sprintf("%010d", n), nil
-			}
-		}
-		return "", errors.New("card value must be ten hex digits as a reader sends them, or the decimal number printed on the card (the last four bytes as a number, below 2^32)")
+		return "", errors.New("card value must be ten hex digits (an EM4100 card as a reader sends it), the decimal number printed on an EM card (below 2^32), an ISO 14443 UID of 8, 14 or 20 hex digits (\"uid:\" before one of 8 decimal digits), or a Wiegand \"facility:card\" in decimal")
 	case PIN:
+		if IsHashedPIN(value) {
+			return value, nil // as stored: hashed with the device's key
+		}
 		if len(value) < 4 || len(value) > 12 || !isDigits(value) {
 			return "", errors.New("pin must be 4 to 12 digits")
 		}
@@ -184,6 +183,12 @@ func Normalize(typ, value string) (string, error) {
 	case Fingerprint:
 		if value == "" {
 			return "", errors.New("fingerprint template id is empty")
+		}
+		if isDigits(value) {
+			// A sensor page: "017" and "17" are one page.
+			if n, err := strconv.ParseUint(value, 10, 16); err == nil {
+				return strconv.FormatUint(n, 10), nil
+			}
 		}
 		return value, nil
 	default:

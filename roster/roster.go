@@ -37,13 +37,13 @@ type Roster struct {
 
 // Employee is one person who may punch.
 type Employee struct {
-	ID          string       `json:"id"`
-	Name        string       `json:"name"`
-	PayrollNo   string       `json:"payroll_no"`
-	Department  string       `json:"department"`
-	ValidFrom   string       `json:"valid_from"`  // YYYY-MM-DD or empty
-	ValidUntil  string       `json:"valid_until"` // YYYY-MM-DD or empty
-	AccessGroup string       `json:"access_group,omitempty"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	PayrollNo   string `json:"payroll_no"`
+	Department  string `json:"department"`
+	ValidFrom   string `json:"valid_from"`  // YYYY-MM-DD or empty
+	ValidUntil  string `json:"valid_until"` // YYYY-MM-DD or empty
+	AccessGroup string `json:"access_group,omitempty"`
 	// BiometricConsent records the employee's consent to biometric
 	// identification (GDPR art. 9): without it no fingerprint is
 	// enrolled for them.

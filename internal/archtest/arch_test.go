@@ -59,12 +59,14 @@ var rules = []struct {
 	{"punch", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial", module + "/store", module + "/reader"}, "the rules do no I/O"},
 	{"roster", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial", module + "/store"}, "the roster does no I/O"},
 	{"flood", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial"}, "the flood limiter does no I/O"},
+	{"pin", []string{module + "/reader", module + "/store", module + "/agent", module + "/uplink", module + "/device", "go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial"}, "PIN rules take plain strings and times; their only I/O is the secret's file"},
 }
 
 // onlyProject: packages under a prefix may depend on no package of this
 // module but the listed ones.
 var onlyProject = map[string][]string{
 	"flood": {module + "/punch", module + "/roster"}, // a pure rule beside punch.Decide
+	"pin":   nil,                                     // a leaf: the agent wires it to readers and the roster
 }
 
 func TestDependenciesPointInward(t *testing.T) {

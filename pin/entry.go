@@ -2,6 +2,7 @@ package pin
 
 import (
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -37,7 +38,7 @@ func (k Kind) String() string {
 	case Function:
 		return "function"
 	}
-	return "Kind(?)"
+	return "pin.Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // Result is what one key press completed.

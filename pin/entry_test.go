@@ -346,3 +346,11 @@ func FuzzEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestKindString(t *testing.T) {
+	for k, want := range map[Kind]string{None: "none", PIN: "pin", Discarded: "discarded", Function: "function", 9: "pin.Kind(9)"} {
+		if got := k.String(); got != want {
+			t.Errorf("Kind(%d).String() = %q, want %q", int(k), got, want)
+		}
+	}
+}

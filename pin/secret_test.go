@@ -238,3 +238,51 @@ func TestIsHashedAndValid(t *testing.T) {
 }
 
 const hash1234 = "HuwOuvqROoa5CMpLJ_RGiOdjP0NC6vezp34O7re68jI"
+
+func TestLoadSecretConcurrentFirstStart(t *testing.T) {
+	// Two starts racing to create the file agree on one secret: the one
+	// on disk.
+	for range 50 {
+		dir := t.TempDir()
+		var got [2]Secret
+		var errs [2]error
+		done := make(chan int)
+		for i := range 2 {
+			go func() { got[i], errs[i] = LoadSecret(dir); done <- i }()
+		}
+		<-done
+		<-done
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatal(errs)
+		}
+		onDisk, _ := os.ReadFile(filepath.Join(dir, SecretFile))
+		if !bytes.Equal(got[0].key, onDisk) || !bytes.Equal(got[1].key, onDisk) {
+			t.Fatal("a racing LoadSecret returned a secret that is not on disk")
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+			t.Fatalf("%d entries left in dir", len(ents))
+		}
+	}
+}
+
+func TestCreateSecretLosingTheRace(t *testing.T) {
+	// The file appeared after LoadSecret found none: it is kept, and
+	// its secret returned.
+	dir := t.TempDir()
+	path := filepath.Join(dir, SecretFile)
+	theirs := bytes.Repeat([]byte{3}, secretLen)
+	if err := os.WriteFile(path, theirs, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := createSecret(dir, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, _ := os.ReadFile(path)
+	if !bytes.Equal(s.key, theirs) || !bytes.Equal(onDisk, theirs) {
+		t.Fatal("the other start's secret was not kept and returned")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("%d entries left in dir", len(ents))
+	}
+}

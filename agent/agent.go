@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,11 @@ type Agent struct {
 	db    *store.DB
 	up    *uplink.Uplink // nil when offline
 	modes map[string]string
-	reads chan reader.Read
+	// drivers names each reader's driver; indicators are the readers
+	// with a LED and buzzer of their own.
+	drivers    map[string]string
+	indicators map[string]reader.Indicator
+	reads      chan reader.Read
 
 	// idx is the roster in use; replaced whole, never changed.
 	idx atomic.Pointer[roster.Index]
@@ -98,6 +103,10 @@ type Agent struct {
 	// flood folds repeated and flooding unknown credentials; owned by
 	// the writer.
 	flood *flood.Limiter
+
+	// pins assembles PINs from key presses and keeps the lockout; owned
+	// by the writer.
+	pins *pinPad
 
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
@@ -122,20 +131,26 @@ func New(opts Options) (*Agent, error) {
 	}
 	cfg := opts.Config
 	a := &Agent{
-		opts:  opts,
-		cfg:   cfg,
-		log:   opts.Logger,
-		modes: map[string]string{},
-		reads: make(chan reader.Read, 64),
+		opts:       opts,
+		cfg:        cfg,
+		log:        opts.Logger,
+		modes:      map[string]string{},
+		drivers:    map[string]string{},
+		indicators: map[string]reader.Indicator{},
+		reads:      make(chan reader.Read, 64),
 	}
 	a.rosters.ready = make(chan struct{}, 1)
 	a.flood = flood.New(flood.Options{})
 	for _, r := range cfg.Readers {
 		a.modes[r.Name] = r.Direction
+		a.drivers[r.Name] = r.Driver
 	}
 	for _, r := range opts.Readers {
 		if _, ok := a.modes[r.Name()]; !ok {
 			return nil, fmt.Errorf("agent: reader %q is not in the config", r.Name())
+		}
+		if ind, ok := r.(reader.Indicator); ok {
+			a.indicators[r.Name()] = ind
 		}
 	}
 	db, err := store.Open(cfg.DataDir, storeOptions(cfg, opts.Now))
@@ -143,6 +158,10 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.db = db
+	if a.pins, err = newPinPad(cfg.DataDir); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if err := a.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -199,10 +218,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.serveControl(ctx, ln)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.watchReaders(ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -281,7 +304,9 @@ func (a *Agent) write(ctx context.Context) {
 			for {
 				select {
 				case rd := <-a.reads:
-					a.commit([]reader.Read{rd}, nil)
+					if rd, ok := a.prepare(rd); ok {
+						a.commit([]reader.Read{rd}, nil)
+					}
 				default:
 					a.recordFolded(a.flood.Drain())
 					return
@@ -289,21 +314,47 @@ func (a *Agent) write(ctx context.Context) {
 			}
 		case <-tick.C:
 			a.recordFolded(a.flood.Flush(a.opts.Now()))
+			a.pins.entry.Expire(a.opts.Now())
 			continue
 		case rd := <-a.reads:
-			batch = append(batch[:0], rd)
+			batch = batch[:0]
+			if rd, ok := a.prepare(rd); ok {
+				batch = append(batch, rd)
+			}
 		}
 	more:
 		for len(batch) < maxBatch {
 			select {
 			case rd := <-a.reads:
-				batch = append(batch, rd)
+				if rd, ok := a.prepare(rd); ok {
+					batch = append(batch, rd)
+				}
 			default:
 				break more
 			}
 		}
-		a.commit(batch, nil)
+		if len(batch) > 0 {
+			a.commit(batch, nil)
+		}
 	}
+}
+
+// prepare turns key presses into PIN reads: it returns the read to
+// decide, or false for a key press that completes nothing. An entry that
+// failed (too short, too long) is shown as denied and not stored.
+func (a *Agent) prepare(rd reader.Read) (reader.Read, bool) {
+	if rd.Type != reader.TypeKey {
+		return rd, true
+	}
+	if rd.At.IsZero() {
+		rd.At = a.opts.Now()
+	}
+	out, isPIN, failed := a.pins.key(rd)
+	if failed {
+		a.log.Info("pin entry discarded", "reader", rd.Reader)
+		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
+	}
+	return out, isPIN
 }
 
 // commit decides and stores a batch of reads. verdicts, when set, are the
@@ -418,12 +469,15 @@ func (a *Agent) show(readerName string, ev punch.Event) {
 	if a.opts.Feedback != nil {
 		a.opts.Feedback.Show(readerName, ev)
 	}
+	if ind := a.indicators[readerName]; ind != nil {
+		ind.Indicate(reader.Signal{Accepted: ev.Decision == punch.Accepted})
+	}
 }
 
 // decide decides one read from memory: the roster index and the open
 // entries (as changed by the reads before it in the same batch).
 func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, rd reader.Read) punch.Outcome {
-	emp := idx.Lookup(rd.Type, rd.Value)
+	emp, ambiguous := idx.Find(rd.Type, rd.Format, rd.Value)
 	var open *punch.Open
 	if emp != nil {
 		var ok bool
@@ -443,6 +497,9 @@ func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, rd rea
 		At:          at.In(a.cfg.Location),
 		ClockSynced: !at.Before(a.opts.ClockFloor),
 		Employee:    emp,
+		Ambiguous:   ambiguous,
+		LockedOut:   a.pinLocked(rd, at, emp),
+		Score:       rd.Score,
 		Open:        open,
 	})
 }
@@ -593,6 +650,9 @@ func (a *Agent) checkRoster(b []byte) (*roster.Roster, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The device keeps PINs only as keyed hashes: hashed before the
+	// roster is stored, indexed or digested.
+	r.HashPINs(a.pins.hash)
 	_, sum, err := store.RosterDigest(r)
 	if err != nil {
 		return nil, nil, err
@@ -678,5 +738,54 @@ func (a *Agent) uplinkStatus() uplink.Status {
 		DeadLetters:       st.DeadLetters,
 		StorageWarning:    st.StorageWarning,
 		Alarm:             st.Alarm,
+		Readers:           a.readerStates(),
 	}
+}
+
+// readerStates is each reader's state for the status topic.
+func (a *Agent) readerStates() []uplink.ReaderState {
+	rs := a.readerStatus()
+	out := make([]uplink.ReaderState, len(rs))
+	for i, r := range rs {
+		out[i] = uplink.ReaderState{Name: r.Name, State: r.State}
+	}
+	return out
+}
+
+// watchReaders republishes the status when a reader goes offline or
+// comes back.
+func (a *Agent) watchReaders(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var b strings.Builder
+		for _, r := range a.readerStatus() {
+			b.WriteString(r.Name + "=" + r.State + " ")
+		}
+		if now := b.String(); now != last {
+			if last != "" {
+				a.log.Info("reader state", "readers", now)
+				if a.up != nil {
+					a.up.PublishStatus()
+				}
+			}
+			last = now
+		}
+	}
+}
+
+// pinLocked applies the PIN lockout to a PIN read: it reports whether PIN
+// entry is locked at the reader, and counts a wrong PIN or resets the
+// count on a right one. Only the writer calls it.
+func (a *Agent) pinLocked(rd reader.Read, at time.Time, emp *roster.Employee) bool {
+	if rd.Type != reader.TypePIN || a.pins == nil {
+		return false
+	}
+	return a.pins.judge(rd.Reader, at, emp != nil)
 }

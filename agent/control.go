@@ -30,9 +30,13 @@ type Status struct {
 	Readers []ReaderStatus `json:"readers,omitempty"`
 }
 
-// ReaderStatus is one reader's counters.
+// ReaderStatus is one reader's state and counters.
 type ReaderStatus struct {
-	Name string `json:"name"`
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	// State is "online" or "offline" (a polled reader that has not
+	// answered for reader.OfflineAfter, a port that is not open).
+	State string `json:"state"`
 	reader.Stats
 }
 
@@ -46,14 +50,24 @@ func (a *Agent) Status() (Status, error) {
 			s.Uplink = "connected"
 		}
 	}
+	s.Readers = a.readerStatus()
+	return s, err
+}
+
+// readerStatus is every reader's state and counters.
+func (a *Agent) readerStatus() []ReaderStatus {
+	var out []ReaderStatus
 	for _, r := range a.opts.Readers {
-		rs := ReaderStatus{Name: r.Name()}
-		if sr, ok := r.(interface{ Stats() reader.Stats }); ok {
+		rs := ReaderStatus{Name: r.Name(), Driver: a.drivers[r.Name()], State: reader.StateOnline}
+		if sr, ok := r.(reader.StatsReader); ok {
 			rs.Stats = sr.Stats()
 		}
-		s.Readers = append(s.Readers, rs)
+		if st, ok := r.(reader.Stater); ok {
+			rs.State = st.State()
+		}
+		out = append(out, rs)
 	}
-	return s, err
+	return out
 }
 
 // listenControl listens on a unix socket, replacing a stale one left by

@@ -32,6 +32,13 @@ const (
 // Reasons a punch is denied.
 const (
 	ReasonUnknownCredential = "unknown_credential"
+	// ReasonAmbiguousCredential: the read matches credentials of two
+	// employees (a 26-bit Wiegand read of two EM cards that share their
+	// last three bytes); it is denied, never guessed.
+	ReasonAmbiguousCredential = "ambiguous_credential"
+	// ReasonLockedOut: PIN entry at the reader is locked after too many
+	// wrong PINs.
+	ReasonLockedOut = "locked_out"
 	ReasonOutsideContract   = "outside_contract"
 	ReasonDoubleIn          = "double_in"
 	ReasonDoubleOut         = "double_out"
@@ -79,6 +86,9 @@ type Event struct {
 	// at FirstAt (a card left on a reader, an emulator cycling ids).
 	Count   int       `json:"count,omitempty"`
 	FirstAt time.Time `json:"first_at,omitzero"`
+	// Score is the sensor's match score, on every fingerprint event
+	// (0 for no match).
+	Score *int `json:"score,omitempty"`
 }
 
 // Shift is a completed entry/exit pair, as stored and as published on the
@@ -117,7 +127,15 @@ type Input struct {
 	// ClockSynced is false while the system clock is not known to be set.
 	ClockSynced bool
 	Employee    *roster.Employee // nil: credential unknown
-	Open        *Open            // the employee's open entry, nil if none
+	// Ambiguous: the read matches two employees' credentials (Employee
+	// is nil).
+	Ambiguous bool
+	// LockedOut: PIN entry is locked at the reader; the PIN is denied
+	// whoever it belongs to.
+	LockedOut bool
+	// Score is a fingerprint read's match score.
+	Score int
+	Open  *Open // the employee's open entry, nil if none
 }
 
 // Outcome is what the agent stores for one punch, in one transaction.
@@ -145,10 +163,23 @@ func Decide(in Input) Outcome {
 	if !in.ClockSynced {
 		flags = append(flags, FlagClockUnsynced)
 	}
+	if in.CredType == roster.Fingerprint {
+		score := in.Score
+		ev.Score = &score
+	}
 	e := in.Employee
-	if e == nil {
+	switch {
+	case in.LockedOut:
+		ev.Decision, ev.Reason, ev.Flags = Denied, ReasonLockedOut, flags
+		return Outcome{Event: ev}
+	case in.Ambiguous:
+		ev.Decision, ev.Reason, ev.Flags = Denied, ReasonAmbiguousCredential, flags
+		return Outcome{Event: ev}
+	case e == nil:
 		ev.Decision, ev.Reason = Denied, ReasonUnknownCredential
 		if in.CredType == roster.Card {
+			// An admin enrols a card from it; a PIN or a fingerprint
+			// never leaves the device.
 			ev.CredentialValue = in.CredVal
 		}
 		ev.Flags = flags

@@ -36,6 +36,11 @@ func TestDecide(t *testing.T) {
 		{"double in", Input{Mode: ModeIn, Employee: anna, Open: open}, Denied, ReasonDoubleIn, In, false, false, false},
 		{"double out", Input{Mode: ModeOut, Employee: anna}, Denied, ReasonDoubleOut, Out, false, false, false},
 		{"forced out", Input{Mode: ModeOut, Employee: anna, Open: open}, Accepted, "", Out, false, true, true},
+		{"ambiguous", Input{Mode: ModeToggle, CredType: roster.Card, CredVal: "18:13398", Ambiguous: true}, Denied, ReasonAmbiguousCredential, "", false, false, false},
+		// Locked out wins over everything, a correct PIN included: a
+		// guesser must not learn which PINs exist.
+		{"locked out, right pin", Input{Mode: ModeToggle, CredType: roster.PIN, Employee: anna, LockedOut: true}, Denied, ReasonLockedOut, "", false, false, false},
+		{"locked out, unknown pin", Input{Mode: ModeToggle, CredType: roster.PIN, LockedOut: true}, Denied, ReasonLockedOut, "", false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.in.At = at(16, 30)
@@ -87,5 +92,32 @@ func TestDecideFlags(t *testing.T) {
 	}
 	if ev := Decide(Input{CredType: roster.Card, CredVal: "0A00000001"}).Event; ev.CredentialValue != "0A00000001" {
 		t.Fatalf("unknown card value missing: %+v", ev)
+	}
+}
+
+// Only an unknown card's value is sent: never a PIN (hashed or not), a
+// fingerprint page or an ambiguous card. Fingerprint events always carry
+// their score.
+func TestDecideCredentialValueAndScore(t *testing.T) {
+	for _, tc := range []struct {
+		in        Input
+		wantValue string
+		wantScore *int
+	}{
+		{Input{CredType: roster.Card, CredVal: "04A1B2C3D4E5F6"}, "04A1B2C3D4E5F6", nil},
+		{Input{CredType: roster.Card, CredVal: "123:45678"}, "123:45678", nil},
+		{Input{CredType: roster.Card, CredVal: "18:13398", Ambiguous: true}, "", nil},
+		{Input{CredType: roster.PIN, CredVal: "h1:xyz"}, "", nil},
+		{Input{CredType: roster.Fingerprint, CredVal: "17", Score: 0}, "", new(0)},
+		{Input{CredType: roster.Fingerprint, CredVal: "17", Score: 88, Employee: anna}, "", new(88)},
+	} {
+		tc.in.At, tc.in.Mode, tc.in.ClockSynced = at(9, 0), ModeToggle, true
+		ev := Decide(tc.in).Event
+		if ev.CredentialValue != tc.wantValue {
+			t.Errorf("%+v: credential_value %q, want %q", tc.in, ev.CredentialValue, tc.wantValue)
+		}
+		if (ev.Score == nil) != (tc.wantScore == nil) || ev.Score != nil && *ev.Score != *tc.wantScore {
+			t.Errorf("%+v: score %v, want %v", tc.in, ev.Score, tc.wantScore)
+		}
 	}
 }

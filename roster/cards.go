@@ -2,6 +2,7 @@ package roster
 
 import (
 	"fmt"
+	"github.com/punchclock/punchclock/pin"
 	"strconv"
 	"strings"
 )
@@ -101,19 +102,8 @@ func wiegand26(fac, card uint32) (uint32, bool) {
 }
 
 // IsHashedPIN reports whether v is a PIN as the agent stores it: hashed
-// with the device's key ("h1:" and 43 characters of base64url), never the
-// digits.
-func IsHashedPIN(v string) bool {
-	if len(v) != 46 || !strings.HasPrefix(v, "h1:") {
-		return false
-	}
-	for _, c := range v[3:] {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// with the device's key, never the digits.
+func IsHashedPIN(v string) bool { return pin.IsHashed(v) }
 
 // HashPINs replaces every PIN credential's value with hash(value), in
 // place: the device keeps PINs only as keyed hashes. Values hashed

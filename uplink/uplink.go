@@ -141,6 +141,14 @@ type Status struct {
 	DeadLetters       int       `json:"dead_letters"`
 	StorageWarning    string    `json:"storage_warning,omitempty"`
 	Alarm             string    `json:"alarm,omitempty"`
+	// Readers says which readers answer.
+	Readers []ReaderState `json:"readers,omitempty"`
+}
+
+// ReaderState is one reader in the status: "online" or "offline".
+type ReaderState struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
 }
 
 // Config configures an Uplink. Zero durations and Window take defaults

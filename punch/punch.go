@@ -38,10 +38,10 @@ const (
 	ReasonAmbiguousCredential = "ambiguous_credential"
 	// ReasonLockedOut: PIN entry at the reader is locked after too many
 	// wrong PINs.
-	ReasonLockedOut = "locked_out"
-	ReasonOutsideContract   = "outside_contract"
-	ReasonDoubleIn          = "double_in"
-	ReasonDoubleOut         = "double_out"
+	ReasonLockedOut       = "locked_out"
+	ReasonOutsideContract = "outside_contract"
+	ReasonDoubleIn        = "double_in"
+	ReasonDoubleOut       = "double_out"
 	// ReasonStorageFull: the terminal cannot keep the punch (its store
 	// is full); shown at the reader, not stored.
 	ReasonStorageFull = "storage_full"

@@ -104,6 +104,9 @@ type Agent struct {
 	// the writer.
 	flood *flood.Limiter
 
+	// erase holds the fingerprint pages to delete from the sensors.
+	erase eraser
+
 	// pins assembles PINs from key presses and keeps the lockout; owned
 	// by the writer.
 	pins *pinPad
@@ -140,6 +143,7 @@ func New(opts Options) (*Agent, error) {
 		reads:      make(chan reader.Read, 64),
 	}
 	a.rosters.ready = make(chan struct{}, 1)
+	a.erase = eraser{pending: map[int]bool{}, wake: make(chan struct{}, 1)}
 	a.flood = flood.New(flood.Options{})
 	for _, r := range cfg.Readers {
 		a.modes[r.Name] = r.Direction
@@ -218,7 +222,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
+	go func() {
+		defer a.wg.Done()
+		a.eraseLoop(ctx)
+	}()
 	go func() {
 		defer a.wg.Done()
 		a.serveControl(ctx, ln)
@@ -615,7 +623,8 @@ func (a *Agent) applyRoster(b []byte, source string) {
 			a.log.Error("roster rejection not recorded", "err", serr)
 		}
 	} else {
-		a.idx.Store(roster.NewIndex(r))
+		next := roster.NewIndex(r)
+		a.forget(a.idx.Swap(next), next)
 		a.rosterSum = sum
 		a.log.Info("roster loaded", "source", source, "version", r.Version, "employees", len(r.Employees))
 	}

@@ -176,6 +176,23 @@ func (a *Agent) handleControl(c net.Conn) {
 		json.NewEncoder(c).Encode(resp)
 		return
 	}
+	if rest, ok := strings.CutPrefix(cmd, "enroll "); ok {
+		c.SetDeadline(time.Now().Add(EnrollTimeout + 5*time.Second))
+		var resp struct {
+			Enrolment
+			controlErr
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 {
+			resp.controlErr = controlError(fmt.Errorf("enroll wants READER EMPLOYEE, got %q", rest))
+		} else if en, err := a.Enroll(context.Background(), f[0], f[1]); err != nil {
+			resp.Enrolment, resp.controlErr = en, controlError(err)
+		} else {
+			resp.Enrolment = en
+		}
+		json.NewEncoder(c).Encode(resp)
+		return
+	}
 	switch cmd {
 	case "status":
 		st, err := a.Status()

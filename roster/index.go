@@ -233,6 +233,17 @@ func (x *Index) Employee(id string) *Employee {
 	return x.byID[id]
 }
 
+// Each calls fn for every employee, in roster order. The employees are
+// shared: do not modify them.
+func (x *Index) Each(fn func(*Employee)) {
+	if x == nil {
+		return
+	}
+	for i := range x.emps {
+		fn(&x.emps[i])
+	}
+}
+
 // Version is the roster's version; 0 for a nil Index.
 func (x *Index) Version() int64 {
 	if x == nil {

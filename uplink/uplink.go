@@ -392,6 +392,8 @@ type Uplink struct {
 	notify    chan struct{} // 1-buffered wake-ups
 	statusReq chan struct{}
 	connected atomic.Bool
+	// live is the client of the session in progress, for Publish.
+	live atomic.Pointer[mqtt.Client]
 
 	// Owned by the run goroutine.
 	unrejected map[uint64]*deadRow // rows to set aside whose Reject failed
@@ -472,6 +474,32 @@ func poke(c chan struct{}) {
 	}
 }
 
+// ErrNotConnected is returned by Publish when there is no live session.
+var ErrNotConnected = errors.New("uplink: not connected to the broker")
+
+// Publish sends payload once, QoS 1, not retained, on
+// {prefix}/{device_id}/{sub} over the live session and waits for the
+// broker's PUBACK or ctx. It is for messages outside the outbox (an
+// enrolment answering a technician at the terminal), which the caller
+// reports as failed when there is no connection.
+func (u *Uplink) Publish(ctx context.Context, sub string, payload []byte) error {
+	c := u.live.Load()
+	if c == nil {
+		return ErrNotConnected
+	}
+	topic := u.cfg.TopicPrefix + "/" + u.cfg.DeviceID + "/" + sub
+	tok := (*c).Publish(topic, 1, false, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("uplink: publish on %s: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("uplink: publish on %s: no PUBACK: %w", topic, ctx.Err())
+	}
+}
+
 // Connected reports whether the uplink has a live broker connection.
 func (u *Uplink) Connected() bool { return u.connected.Load() }
 
@@ -549,6 +577,8 @@ func (u *Uplink) session(ctx context.Context) error {
 	}
 	u.connected.Store(true)
 	defer u.connected.Store(false)
+	u.live.Store(&client)
+	defer u.live.Store(nil)
 	u.log.Info("uplink: connected", "broker", redact(u.cfg.Broker), "client_id", u.cfg.ClientID)
 
 	st := client.SubscribeMultiple(map[string]byte{u.roster: 1, u.acks: 1}, u.onMessage)

@@ -42,6 +42,10 @@ commands:
                              the broker would not take, with the reason
   replay -config FILE ID... | -all
                              send dead letters again, unchanged
+  enroll -config FILE -reader NAME -employee ID
+                             store a new fingerprint of an employee who
+                             consented on the reader's sensor (through the
+                             running agent) and publish the enrolment
   check-config -config FILE  validate a configuration file
   sample-config              print the commented sample configuration
   version                    print the version
@@ -65,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "enroll":
+		return cmdEnroll(args[1:], stdout, stderr)
 	case "sample-config":
 		stdout.Write(config.Sample)
 		return exitOK
@@ -99,6 +105,28 @@ func loadConfig(name string, fs *flag.FlagSet, args []string, stderr io.Writer) 
 		return nil, exitUsage
 	}
 	return cfg, exitOK
+}
+
+func cmdEnroll(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
+	rd := fs.String("reader", "", "the fingerprint reader's `name`")
+	emp := fs.String("employee", "", "the employee's roster `id`")
+	cfg, code := loadConfig("enroll", fs, args, stderr)
+	if cfg == nil {
+		return code
+	}
+	if *rd == "" || *emp == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "punchclock enroll: -reader NAME and -employee ID are required")
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "place the finger of %s on %s, lift it, and place it again\n", *emp, *rd)
+	en, err := agent.QueryEnroll(cfg, *rd, *emp)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock enroll: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "enrolled %s at %s: page %s (published as %s)\n", en.EmployeeID, en.Reader, en.Credential.Value, en.ID)
+	return exitOK
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {

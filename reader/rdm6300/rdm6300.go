@@ -83,6 +83,19 @@ type Reader struct {
 	last   map[string]time.Time // value -> time of its last frame
 
 	frames, reads, bad, garbage, reopens atomic.Uint64
+	// open: the port is open (the module itself sends only when a card
+	// is near, so an open port is all the driver can know).
+	open atomic.Bool
+}
+
+var _ reader.Stater = (*Reader)(nil)
+
+// State implements reader.Stater: online while the port is open.
+func (r *Reader) State() string {
+	if r.open.Load() {
+		return reader.StateOnline
+	}
+	return reader.StateOffline
 }
 
 var _ reader.Reader = (*Reader)(nil)
@@ -171,7 +184,9 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 				r.log.Info("port reopened")
 			}
 			var gotData bool
+			r.open.Store(true)
 			gotData, err = r.serve(ctx, port, out)
+			r.open.Store(false)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -302,7 +317,7 @@ func (r *Reader) pump(ctx context.Context, port Port, emit func(reader.Read), go
 			// Counted when decided, so that Stats includes a Read
 			// still on its way to the consumer.
 			r.reads.Add(1)
-			emit(reader.Read{Reader: r.cfg.Name, Type: reader.TypeCard, Value: v, At: now})
+			emit(reader.Read{Reader: r.cfg.Name, Type: reader.TypeCard, Format: reader.FormatEM4100, Value: v, At: now})
 		}
 	}
 	buf := make([]byte, 256)

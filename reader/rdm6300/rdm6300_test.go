@@ -135,7 +135,7 @@ func (h *harness) expect(value string, at time.Time) {
 	h.t.Helper()
 	select {
 	case rd := <-h.out:
-		want := reader.Read{Reader: "front", Type: reader.TypeCard, Value: value, At: at}
+		want := reader.Read{Reader: "front", Type: reader.TypeCard, Format: reader.FormatEM4100, Value: value, At: at}
 		if rd != want {
 			h.t.Fatalf("got %+v, want %+v", rd, want)
 		}

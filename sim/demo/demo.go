@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +23,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/punch"
-	"github.com/punchclock/punchclock/reader/rdm6300"
+	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/sim"
 )
 
@@ -53,24 +55,40 @@ const roster = `{"version": 1, "employees": [
  {"id": "E103", "name": "Dana Smit", "payroll_no": "1004", "department": "Kassa",
   "valid_until": "2024-12-31", "credentials": [{"type": "card", "value": "2200C0FFEE"}]}]}`
 
-// step is one line of the demo's day.
+// step is one line of the demo's day: a scenario line for the readers'
+// twins (see sim.Script) and what it shows.
 type step struct {
-	reader, card, what string
-	garbage            int
+	line, what string
 }
 
 var day = []step{
-	{reader: "front", card: "0A00123456", what: "Anna arrives"},
-	{reader: "front", card: "0A00123457", what: "Bram arrives (enrolled by the number printed on his card)"},
-	{reader: "front", card: "0B0BADCAFE", what: "a visitor tries an unknown card"},
-	{reader: "front", garbage: 9, what: "electrical noise on the reader's line"},
-	{reader: "front", card: "1F00ABCDEF", what: "Chris arrives"},
-	{reader: "front", card: "2200C0FFEE", what: "Dana, whose contract ended, tries"},
-	{reader: "front", card: "0A00123456", what: "Anna leaves"},
-	{reader: "back", card: "0A00123457", what: "Bram leaves by the back door (exit-only reader)"},
-	{reader: "back", card: "0A00123457", what: "Bram badges out again by mistake"},
-	{reader: "front", card: "1F00ABCDEF", what: "Chris leaves"},
+	{"card front 0A00123456", "Anna arrives"},
+	{"card front 0A00123457", "Bram arrives (enrolled by the number printed on his card)"},
+	{"card front 0B0BADCAFE", "a visitor tries an unknown card"},
+	{"raw front 17A06E6F697365FF025A", "electrical noise on the reader's line"},
+	{"card front 1F00ABCDEF", "Chris arrives"},
+	{"card front 2200C0FFEE", "Dana, whose contract ended, tries"},
+	{"card front 0A00123456", "Anna leaves"},
+	{"card back 0A00123457", "Bram leaves by the back door (exit-only reader)"},
+	{"card back 0A00123457", "Bram badges out again by mistake"},
+	{"card front 1F00ABCDEF", "Chris leaves"},
 }
+
+// readers are the demo terminal's readers: their config tables (%[1]s is
+// the demo's directory).
+const readers = `
+[[readers]]
+name = "front"
+driver = "rdm6300"
+port = "%[1]s/dev/tty-front"
+direction = "toggle"
+
+[[readers]]
+name = "back"
+driver = "rdm6300"
+port = "%[1]s/dev/tty-back"
+direction = "out"
+`
 
 const wantShifts = 3
 
@@ -102,21 +120,11 @@ func Run(ctx context.Context, o Options) error {
 	defer b.Close()
 	say("broker: %s at %s", b.Kind, b.URL)
 
-	// Virtual readers, linked where the config says the ports are.
-	ports := map[string]*sim.Serial{}
-	for _, name := range []string{"front", "back"} {
-		s, err := sim.NewSerial(filepath.Join(dir, "dev", "tty-"+name))
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		defer s.Close()
-		ports[name] = s
-	}
 	cfgPath := filepath.Join(dir, "punchclock.toml")
 	if err := os.WriteFile(filepath.Join(dir, "roster.json"), []byte(roster), 0o644); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	cfg := fmt.Sprintf(`device_id = "demo-door"
+	cfgText := fmt.Sprintf(`device_id = "demo-door"
 data_dir = %q
 timezone = "Europe/Amsterdam"
 roster_file = %q
@@ -127,23 +135,29 @@ topic_prefix = "punchclock"
 
 [delivery]
 confirm = "connector"
-
-[[readers]]
-name = "front"
-driver = "rdm6300"
-port = %q
-direction = "toggle"
-
-[[readers]]
-name = "back"
-driver = "rdm6300"
-port = %q
-direction = "out"
-`, filepath.Join(dir, "data"), filepath.Join(dir, "roster.json"), b.URL,
-		filepath.Join(dir, "dev", "tty-front"), filepath.Join(dir, "dev", "tty-back"))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+`, filepath.Join(dir, "data"), filepath.Join(dir, "roster.json"), b.URL) + fmt.Sprintf(readers, dir)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	// Every reader's twin, built as punchsim serve builds it.
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	twins := map[string]reader.Twin{}
+	for _, rc := range cfg.Readers {
+		tw, err := rc.Settings.Twin(reader.TwinEnv{
+			Name:   rc.Name,
+			Logger: slog.New(slog.DiscardHandler),
+			Serial: func(link string) (reader.SerialEnd, error) { return sim.NewSerial(link) },
+		})
+		if err != nil {
+			return fmt.Errorf("demo: reader %s: %w", rc.Name, err)
+		}
+		defer tw.Close()
+		twins[rc.Name] = tw
+	}
+	script := &sim.Script{Twins: twins}
 
 	// The connector.
 	sub, shifts, err := subscribe(b.URL, out)
@@ -191,20 +205,8 @@ direction = "out"
 			return ctx.Err()
 		case <-time.After(o.Pace):
 		}
-		var wire []byte
-		if s.garbage > 0 {
-			wire = []byte("\x17\xa0noise\xff\x02Z")[:min(s.garbage, 9)]
-			say("%-6s garbage (%d bytes): %s", s.reader, len(wire), s.what)
-		} else {
-			frame, err := rdm6300.Encode(s.card)
-			if err != nil {
-				return fmt.Errorf("demo: %w", err)
-			}
-			// The module repeats the frame while the card is held.
-			wire = append(append(append([]byte{}, frame...), frame...), frame...)
-			say("%-6s card %s: %s", s.reader, s.card, s.what)
-		}
-		if _, err := ports[s.reader].Write(wire); err != nil {
+		say("%-22s %s", s.line, s.what)
+		if err := script.Run(ctx, strings.NewReader(s.line)); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"time"
 
 	"context"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/sim"
+	"github.com/punchclock/punchclock/sim/samples"
 )
 
 const serveUsage = `usage: punchsim serve -config FILE [-script FILE] [-hold]
@@ -103,28 +103,27 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		in = f
 	}
 
-	twins := map[string]reader.Twin{}
+	twins, err := samples.Twins(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchsim serve: %v\n", err)
+		if errors.Is(err, sim.ErrPathInUse) {
+			return 2
+		}
+		return 1
+	}
+	defer func() {
+		for _, t := range twins {
+			t.Close()
+		}
+	}()
 	var ready []string
 	for _, r := range cfg.Readers {
-		t, err := r.Settings.Twin(reader.TwinEnv{
-			Name:   r.Name,
-			Logger: slog.New(slog.DiscardHandler),
-			Serial: func(link string) (reader.SerialEnd, error) { return sim.NewSerial(link) },
-		})
-		if err != nil {
-			fmt.Fprintf(stderr, "punchsim serve: reader %q (driver %s): %v\n", r.Name, r.Driver, err)
-			if errors.Is(err, sim.ErrPathInUse) {
-				return 2
-			}
-			return 1
-		}
-		defer t.Close()
+		t := twins[r.Name]
 		if rt, ok := t.(interface {
 			SetRepeats(n int, interval time.Duration)
 		}); ok {
 			rt.SetRepeats(*repeats, *interval)
 		}
-		twins[r.Name] = t
 		ready = append(ready, r.Name+"="+twinPath(t))
 	}
 	if len(twins) == 0 {

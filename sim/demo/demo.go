@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,8 +24,8 @@ import (
 
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/punch"
-	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/sim"
+	"github.com/punchclock/punchclock/sim/samples"
 )
 
 // Options configure Run.
@@ -144,19 +143,15 @@ confirm = "connector"
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	twins := map[string]reader.Twin{}
-	for _, rc := range cfg.Readers {
-		tw, err := rc.Settings.Twin(reader.TwinEnv{
-			Name:   rc.Name,
-			Logger: slog.New(slog.DiscardHandler),
-			Serial: func(link string) (reader.SerialEnd, error) { return sim.NewSerial(link) },
-		})
-		if err != nil {
-			return fmt.Errorf("demo: reader %s: %w", rc.Name, err)
-		}
-		defer tw.Close()
-		twins[rc.Name] = tw
+	twins, err := samples.Twins(cfg)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
+	defer func() {
+		for _, tw := range twins {
+			tw.Close()
+		}
+	}()
 	script := &sim.Script{Twins: twins}
 
 	// The connector.

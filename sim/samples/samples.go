@@ -1,0 +1,81 @@
+// Package samples is a catalogue of one reader per driver, as the demo,
+// the end-to-end tests and the benchmarks put them on a simulated
+// terminal, and builds their twins from a config as punchsim serve does.
+// (It is apart from package sim so that drivers' own tests may use sim.)
+package samples
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/sim"
+)
+
+// A Sample is one reader of each driver, as the demo, the end-to-end
+// tests and the benchmarks put it on a simulated terminal: its config
+// table, scenario lines presenting a credential the roster knows, and
+// how long that presentation takes on the wire.
+type Sample struct {
+	Name   string // reader name
+	Driver string
+	// Table is the reader's config keys below name (and repeat_window);
+	// %[1]s stands for the terminal's directory.
+	Table string
+	// Present are scenario lines for the reader's twin that present
+	// Credential once.
+	Present []string
+	// Credential is the roster credential they present, as JSON.
+	Credential string
+	// Wire is the presentation's own time on the wire: from its first
+	// byte (or edge) to its last.
+	Wire time.Duration
+	// Polled: the driver polls its reader (its idle CPU matters).
+	Polled bool
+}
+
+// Samples has one Sample per driver.
+var Samples = []Sample{
+	{
+		Name: "rdm", Driver: "rdm6300",
+		Table:      "driver = \"rdm6300\"\nport = \"%[1]s/dev/tty-rdm\"\n",
+		Present:    []string{"card rdm 0A00BEEF01 x1"},
+		Credential: `{"type": "card", "value": "0A00BEEF01"}`,
+		Wire:       14 * 10 * time.Second / 9600, // 14 bytes, 8N1, 9600 baud
+	},
+}
+
+// SampleConfig is the [[readers]] tables of samples, for a terminal whose
+// files are under dir.
+func SampleConfig(dir string, samples []Sample, repeatWindow string) string {
+	var b strings.Builder
+	for _, s := range samples {
+		fmt.Fprintf(&b, "\n[[readers]]\nname = %q\nrepeat_window = %q\n", s.Name, repeatWindow)
+		fmt.Fprintf(&b, s.Table, dir)
+	}
+	return b.String()
+}
+
+// Twins builds the twin of every reader of cfg, as punchsim serve does.
+// Close them when done.
+func Twins(cfg *config.Config) (map[string]reader.Twin, error) {
+	twins := map[string]reader.Twin{}
+	for _, rc := range cfg.Readers {
+		tw, err := rc.Settings.Twin(reader.TwinEnv{
+			Name:   rc.Name,
+			Logger: slog.New(slog.DiscardHandler),
+			Serial: func(link string) (reader.SerialEnd, error) { return sim.NewSerial(link) },
+		})
+		if err != nil {
+			for _, t := range twins {
+				t.Close()
+			}
+			return nil, fmt.Errorf("samples: twin of reader %q (driver %s): %w", rc.Name, rc.Driver, err)
+		}
+		twins[rc.Name] = tw
+	}
+	return twins, nil
+}

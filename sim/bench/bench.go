@@ -197,6 +197,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{"raw bbolt Batch", r.rawBatch},
 		{"paho round trip", r.pahoRoundTrip},
 		{"agent latency", r.agentLatency},
+		{"reader latency per driver", r.readerLatency},
+		{"idle polled readers", r.readerIdleCPU},
 		{"roster replacement", r.rosterSwap},
 		{"agent throughput", r.agentThroughput},
 		{"backlog drain and bare paho", r.drain},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/punchclock/punchclock/sim/samples"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,12 @@ func TestQuickRun(t *testing.T) {
 		"sustained punches/s", "backlog drain", "bytes stored per buffered punch", "start-up: exec → ready, ",
 		"bytes written per punch", "memory: RSS (RssAnon)", "a year of punches (", "start-up: exec → ready on a year",
 		"`punchclock log -from", "binary size",
+	}
+	for _, s := range samples.Samples {
+		want = append(want, s.Driver+": last wire byte → durable decision")
+		if s.Polled {
+			want = append(want, s.Driver+": CPU of the agent with an idle polled reader")
+		}
 	}
 	if len(rep.Rows) != len(want) {
 		t.Errorf("%d rows, want %d", len(rep.Rows), len(want))

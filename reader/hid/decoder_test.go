@@ -148,7 +148,7 @@ func decCases(t testing.TB) []decCase {
 		},
 		{
 			name: "autorepeat ignored",
-			in:   ev64().down(key1+4).ev(evKey, key1+4, keyRepeat).ev(evKey, key1+4, keyRepeat).up(key1+4).enter().b,
+			in:   ev64().down(key1+4).ev(evKey, key1+4, keyRepeat).ev(evKey, key1+4, keyRepeat).up(key1 + 4).enter().b,
 			want: []string{"5"},
 		},
 		{
@@ -225,7 +225,7 @@ func decCases(t testing.TB) []decCase {
 			// through that record (24 bytes of garbage, the last slide
 			// lands on the next record) and drops the value it was in.
 			name:    "implausible key value",
-			in:      ev64().press(key1).ev(evKey, key1, 7).press(key1+1).enter().typed("3").b,
+			in:      ev64().press(key1).ev(evKey, key1, 7).press(key1 + 1).enter().typed("3").b,
 			want:    []string{"3"},
 			bad:     1,
 			garbage: 24 + 2,

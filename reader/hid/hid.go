@@ -111,9 +111,6 @@ type Options struct {
 	// DefaultRepeatWindow.
 	RepeatWindow time.Duration
 
-	// Layout of the records; zero means NativeLayout. Only tests set it.
-	Layout Layout
-
 	// Now stamps Read.At when a value's Enter is decoded. Default
 	// time.Now.
 	Now func() time.Time
@@ -172,7 +169,6 @@ func NewReader(opt Options) *Reader {
 	return &Reader{
 		opt:  opt,
 		log:  opt.Logger.With("reader", opt.Name, "driver", "hid"),
-		dec:  Decoder{Layout: opt.Layout},
 		last: make(map[string]time.Time),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -91,6 +92,9 @@ func newRig(t *testing.T, repeat time.Duration, now func() time.Time) *rig {
 			case <-time.After(within):
 				t.Errorf("Run did not return")
 			}
+			if stacks := driverGoroutines(); stacks != "" {
+				t.Errorf("goroutines left behind by Run:\n%s", stacks)
+			}
 			if err := g.twin.Close(); err != nil {
 				t.Errorf("twin Close: %v", err)
 			}
@@ -98,6 +102,21 @@ func newRig(t *testing.T, repeat time.Duration, now func() time.Time) *rig {
 	}
 	t.Cleanup(g.stop)
 	return g
+}
+
+// driverGoroutines returns the stacks of goroutines running the
+// driver's code. Tests do not run in parallel, so after Run returns there
+// must be none.
+func driverGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var left []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "reader/hid.(*Reader)") || strings.Contains(g, "reader/hid.(*queue)") {
+			left = append(left, g)
+		}
+	}
+	return strings.Join(left, "\n\n")
 }
 
 func (g *rig) do(cmd string, args ...string) string {

@@ -58,6 +58,9 @@ func OpenDevice(path string, log *slog.Logger) (Device, error) {
 	case fi.Mode()&fs.ModeCharDevice != 0:
 		if err := grab(f); err != nil {
 			f.Close()
+			if errors.Is(err, ErrNotEvdev) {
+				return nil, fmt.Errorf("%w (%s)", err, path)
+			}
 			return nil, fmt.Errorf("hid: %s: %w", path, err)
 		}
 		log.Debug("evdev device grabbed", "path", path)
@@ -65,7 +68,11 @@ func OpenDevice(path string, log *slog.Logger) (Device, error) {
 		log.Debug("not an evdev device: not grabbed", "path", path, "kind", "fifo")
 	default:
 		f.Close()
-		return nil, fmt.Errorf("%w: %s is %v", ErrNotDevice, path, fi.Mode().Type())
+		kind := "a regular file"
+		if fi.IsDir() {
+			kind = "a directory"
+		}
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotDevice, path, kind)
 	}
 	return f, nil
 }

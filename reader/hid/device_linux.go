@@ -25,7 +25,7 @@ func grab(f *os.File) error {
 	var ierr error
 	if err := rc.Control(func(fd uintptr) {
 		if _, err := unix.IoctlGetInt(int(fd), eviocgversion); err != nil {
-			ierr = fmt.Errorf("%w (EVIOCGVERSION: %w)", ErrNotEvdev, err)
+			ierr = fmt.Errorf("%w: EVIOCGVERSION: %w", ErrNotEvdev, err)
 			return
 		}
 		// The argument is the grab flag itself, not a pointer to it.

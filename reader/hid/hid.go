@@ -117,7 +117,8 @@ type Options struct {
 	// Wait waits d or until ctx is done, returning ctx.Err() then. It
 	// paces reopening. Default: a timer.
 	Wait func(ctx context.Context, d time.Duration) error
-	// Logger receives device failures and reopens. Default: silent.
+	// Logger receives device failures and reopens; it should carry
+	// reader= and driver=, as reader.Env's does. Default: silent.
 	Logger *slog.Logger
 
 	// Reopen backoff: MinBackoff after the first failure, doubling up
@@ -168,7 +169,7 @@ func NewReader(opt Options) *Reader {
 	}
 	return &Reader{
 		opt:  opt,
-		log:  opt.Logger.With("reader", opt.Name, "driver", "hid"),
+		log:  opt.Logger,
 		last: make(map[string]time.Time),
 	}
 }
@@ -222,10 +223,9 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	backoff := r.opt.MinBackoff
 	failed, failing := false, false
 	for ctx.Err() == nil {
+		// Errors are only logged, by a logger that names the reader.
 		dev, err := r.opt.Open()
-		if err != nil {
-			err = fmt.Errorf("hid: reader %q: open: %w", r.opt.Name, err)
-		} else {
+		if err == nil {
 			if failed {
 				r.reopens.Add(1)
 				r.log.Info("device reopened")
@@ -340,9 +340,9 @@ func (r *Reader) pump(dev Device, q *queue, data *atomic.Bool) error {
 		}
 		switch {
 		case err != nil:
-			return fmt.Errorf("hid: reader %q: read: %w", r.opt.Name, err)
+			return fmt.Errorf("hid: read: %w", err)
 		case n == 0:
-			return fmt.Errorf("hid: reader %q: %w", r.opt.Name, errNoProgress)
+			return fmt.Errorf("hid: read: %w", errNoProgress)
 		}
 	}
 }

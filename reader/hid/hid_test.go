@@ -561,3 +561,17 @@ func TestReopenResetsBackoff(t *testing.T) {
 		t.Errorf("stats %+v, want 1 reopen, 2 reads, 1 bad (the half value)", s)
 	}
 }
+
+// Errors read well: one package prefix, the path, the cause.
+func TestOpenDeviceMessages(t *testing.T) {
+	// The errno is ENOTTY on Linux (ENOSYS under qemu-user).
+	_, err := OpenDevice(os.DevNull, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "hid: not an evdev device: EVIOCGVERSION: ") || !strings.HasSuffix(err.Error(), " (/dev/null)") {
+		t.Errorf("got %v, want hid: not an evdev device: EVIOCGVERSION: <errno> (/dev/null)", err)
+	}
+	dir := t.TempDir()
+	_, err = OpenDevice(dir, nil)
+	if want := "hid: not an input device, FIFO or socket: " + dir + " is a directory"; err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}

@@ -7,15 +7,21 @@ import (
 	"github.com/punchclock/punchclock/reader"
 )
 
-// Wire constants of an RDM6300 frame.
+// Wire constants of an RDM6300 frame, and of the ID-12/ID-20 frame
+// (ID-Innovations modules), which has CR LF between checksum and ETX.
 const (
-	STX       = 0x02 // start of frame
-	ETX       = 0x03 // end of frame
-	FrameLen  = 14   // STX, 10 data digits, 2 checksum digits, ETX
-	ValueLen  = 10   // hex digits of the credential value
-	dataStart = 1
-	sumStart  = dataStart + ValueLen // first checksum digit
-	etxPos    = FrameLen - 1
+	STX          = 0x02 // start of frame
+	ETX          = 0x03 // end of frame
+	CR           = 0x0D // ID-12/ID-20: after the checksum
+	LF           = 0x0A // ID-12/ID-20: after CR
+	FrameLen     = 14   // STX, 10 data digits, 2 checksum digits, ETX
+	ID12FrameLen = 16   // STX, 10 data digits, 2 checksum digits, CR, LF, ETX
+	ValueLen     = 10   // hex digits of the credential value
+	dataStart    = 1
+	sumStart     = dataStart + ValueLen // first checksum digit
+	etxPos       = FrameLen - 1         // ETX, or CR in an ID-12 frame
+	lfPos        = etxPos + 1           // ID-12: LF
+	id12ETXPos   = ID12FrameLen - 1     // ID-12: ETX
 )
 
 // ErrBadValue is wrapped by Encode and DecimalID when the value is not
@@ -24,13 +30,16 @@ var ErrBadValue = errors.New("rdm6300: value must be ten hex digits")
 
 // A Framer turns the RDM6300 byte stream into credential values. It is
 // pure: no I/O, no clock, no goroutines. Bytes may be fed split at any
-// position. After garbage or a bad frame it resynchronises on the next
-// STX; a rejected frame is rescanned from the byte after its STX, so a
-// real frame starting inside garbage is still found.
+// position. It decodes both frame forms, either of them at any time: the
+// RDM6300's 14 bytes (STX, 12 hex digits, ETX) and the ID-12/ID-20's 16
+// (STX, 12 hex digits, CR, LF, ETX); the checksum is the same. After
+// garbage or a bad frame it resynchronises on the next STX; a rejected
+// frame is rescanned from the byte after its STX, so a real frame
+// starting inside garbage is still found.
 //
 // The zero value is ready to use. A Framer is not safe for concurrent use.
 type Framer struct {
-	buf [FrameLen]byte // buf[0] == STX whenever n > 0
+	buf [ID12FrameLen]byte // buf[0] == STX whenever n > 0
 	n   int
 
 	frames, bad, garbage uint64
@@ -63,8 +72,10 @@ func (f *Framer) feed(b byte, emit func(value string)) {
 		if _, ok := unhex(b); ok {
 			return // keep collecting
 		}
-	case b == ETX:
-		if v, ok := decode(f.buf[:]); ok {
+	case pos == etxPos && b == CR, pos == lfPos && b == LF:
+		return // an ID-12 frame: keep collecting
+	case b == ETX && (pos == etxPos || pos == id12ETXPos):
+		if v, ok := decode(f.buf[:f.n]); ok {
 			f.frames++
 			f.n = 0
 			emit(v)
@@ -76,10 +87,10 @@ func (f *Framer) feed(b byte, emit func(value string)) {
 
 // reject counts the pending frame as bad and rescans it from the byte
 // after its STX. Each rescan is shorter than the last, so the recursion is
-// at most FrameLen deep.
+// at most ID12FrameLen deep.
 func (f *Framer) reject(emit func(value string)) {
 	f.bad++
-	var rest [FrameLen - 1]byte
+	var rest [ID12FrameLen - 1]byte
 	m := copy(rest[:], f.buf[1:f.n])
 	f.n = 0
 	for _, c := range rest[:m] {
@@ -101,9 +112,13 @@ func (f *Framer) Stats() reader.Stats {
 	return reader.Stats{Frames: f.frames, BadFrames: f.bad, Garbage: f.garbage}
 }
 
-// decode checks a complete 14-byte frame and returns its value.
+// decode checks a complete frame, 14 bytes (RDM6300) or 16 (ID-12), and
+// returns its value.
 func decode(fr []byte) (string, bool) {
-	if len(fr) != FrameLen || fr[0] != STX || fr[etxPos] != ETX {
+	switch {
+	case len(fr) == FrameLen && fr[0] == STX && fr[etxPos] == ETX:
+	case len(fr) == ID12FrameLen && fr[0] == STX && fr[etxPos] == CR && fr[lfPos] == LF && fr[id12ETXPos] == ETX:
+	default:
 		return "", false
 	}
 	var bytes [6]byte // five data bytes and the checksum
@@ -141,6 +156,16 @@ func Encode(value string) ([]byte, error) {
 	sum := xor5(data[:])
 	fr = append(fr, digits[sum>>4], digits[sum&0xF], ETX)
 	return fr, nil
+}
+
+// EncodeID12 returns the 16-byte frame an ID-12 or ID-20 module sends for
+// value: Encode's frame with CR LF before ETX.
+func EncodeID12(value string) ([]byte, error) {
+	fr, err := Encode(value)
+	if err != nil {
+		return nil, err
+	}
+	return append(fr[:etxPos:etxPos], CR, LF, ETX), nil
 }
 
 // DecimalID returns the ten-digit, zero-padded decimal number printed on

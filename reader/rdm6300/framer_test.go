@@ -20,6 +20,25 @@ const (
 	frameBLow = "\x02" + "1a2b3c4d5e" + "1e" + "\x03"
 )
 
+// Datasheet frames.
+//
+// Seeed's RDM630/RDM6300 datasheet, "Output Data Format": card number
+// 62E3086CED, checksum 62^E3^08^6C^ED = 08.
+//
+// ID-Innovations' ID-2/12/20(LA) datasheet, "Output Data Structure -
+// ASCII": STX (02h), DATA (10 ASCII), CHECK SUM (2 ASCII), CR, LF, ETX
+// (03h). Its checksum example: output data 0C000621A58E, data bytes
+// 0C 00 06 21 A5, XOR of the bit columns 10001110 = 8E. (The datasheet's
+// prose lists an extra 00 byte and "checksum 6E"; the worked columns and
+// the output data agree on 8E.)
+const (
+	frameSeeed    = "\x02" + "62E3086CED" + "08" + "\x03"
+	frameID12     = "\x02" + "0C000621A5" + "8E" + "\r\n\x03"
+	frameID12Low  = "\x02" + "0c000621a5" + "8e" + "\r\n\x03"
+	frameID12BadS = "\x02" + "0C000621A5" + "6E" + "\r\n\x03" // the prose's checksum
+	frameAID12    = "\x02" + "0A00123456" + "7A" + "\r\n\x03"
+)
+
 type framerCase struct {
 	name    string
 	in      string
@@ -159,6 +178,77 @@ var framerCases = []framerCase{
 		name: "partial frame pending",
 		in:   "\x02" + "0A0012",
 	},
+	{name: "RDM630 datasheet frame", in: frameSeeed, want: []string{"62E3086CED"}},
+	{name: "ID-12 datasheet frame", in: frameID12, want: []string{"0C000621A5"}},
+	{name: "ID-12 lower case", in: frameID12Low, want: []string{"0C000621A5"}},
+	{
+		name: "ID-12 frames repeating",
+		in:   frameID12 + frameID12,
+		want: []string{"0C000621A5", "0C000621A5"},
+	},
+	{
+		// Either form at any time: a board may carry either module.
+		name: "RDM6300 and ID-12 frames mixed",
+		in:   frameA + frameID12 + frameB + frameAID12,
+		want: []string{"0A00123456", "0C000621A5", "1A2B3C4D5E", "0A00123456"},
+	},
+	{
+		// CR LF framing does not excuse a bad checksum: rejected at ETX;
+		// the 12 digits, CR, LF and ETX after its STX are garbage.
+		name:    "ID-12 bad checksum",
+		in:      frameID12BadS,
+		bad:     1,
+		garbage: 15,
+	},
+	{
+		name:    "ID-12 bad checksum then good frame",
+		in:      frameID12BadS + frameID12,
+		want:    []string{"0C000621A5"},
+		bad:     1,
+		garbage: 15,
+	},
+	{
+		// CR not followed by LF: rejected at the ETX in LF's place.
+		name:    "ID-12 CR without LF",
+		in:      "\x02" + "0C000621A5" + "8E" + "\r\x03",
+		bad:     1,
+		garbage: 14,
+	},
+	{
+		// LF without CR: rejected at LF.
+		name:    "ID-12 LF without CR",
+		in:      "\x02" + "0C000621A5" + "8E" + "\n\x03",
+		bad:     1,
+		garbage: 14,
+	},
+	{
+		// CR LF and then no ETX but the next frame's STX: rescanned.
+		name:    "ID-12 missing ETX followed by good frame",
+		in:      "\x02" + "0C000621A5" + "8E" + "\r\n" + frameA,
+		want:    []string{"0A00123456"},
+		bad:     1,
+		garbage: 14,
+	},
+	{
+		// LF CR is not CR LF.
+		name:    "ID-12 LF CR swapped",
+		in:      "\x02" + "0C000621A5" + "8E" + "\n\r\x03",
+		bad:     1,
+		garbage: 15,
+	},
+	{
+		// Garbage and a truncated ID-12 frame before an RDM6300 one.
+		name:    "truncated ID-12 frame followed by RDM6300 frame",
+		in:      "\r\n" + "\x02" + "0C000621A5" + "8E" + "\r" + frameB,
+		want:    []string{"1A2B3C4D5E"},
+		bad:     1,
+		garbage: 2 + 13,
+	},
+	{
+		// An ID-12 frame whose CR LF ETX are lost after its checksum.
+		name: "partial ID-12 frame pending",
+		in:   "\x02" + "0C000621A5" + "8E" + "\r\n",
+	},
 }
 
 func feedAll(f *Framer, chunks ...[]byte) []string {
@@ -246,6 +336,35 @@ func TestEncode(t *testing.T) {
 	}
 }
 
+func TestEncodeID12(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  string
+	}{
+		{"0C000621A5", frameID12},
+		{"0c000621a5", frameID12}, // lower case in, upper case on the wire
+		{"0A00123456", frameAID12},
+	} {
+		got, err := EncodeID12(tc.value)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("EncodeID12(%q) = %q, %v; want %q", tc.value, got, err, tc.want)
+		}
+		if len(got) != ID12FrameLen {
+			t.Errorf("EncodeID12(%q) has %d bytes, want %d", tc.value, len(got), ID12FrameLen)
+		}
+	}
+	for _, bad := range []string{"", "0A0012345", "0A0012345G"} {
+		if _, err := EncodeID12(bad); !errors.Is(err, ErrBadValue) {
+			t.Errorf("EncodeID12(%q) error = %v, want ErrBadValue", bad, err)
+		}
+	}
+	// Encode's frame is not changed by EncodeID12 of the same value.
+	a, _ := Encode("0A00123456")
+	if _, err := EncodeID12("0A00123456"); err != nil || string(a) != frameA {
+		t.Errorf("Encode = %q after EncodeID12", a)
+	}
+}
+
 func TestDecimalID(t *testing.T) {
 	for _, tc := range []struct{ value, want string }{
 		{"0A00123456", "0001193046"},
@@ -290,6 +409,7 @@ func FuzzFramer(f *testing.F) {
 		f.Add([]byte(tc.in), uint64(0x0A00123456), uint16(len(tc.in)/2), false)
 	}
 	f.Add([]byte("\x02\x02\x02"), uint64(0xFFFFFFFFFF), uint16(1), true)
+	f.Add([]byte("\x02"+"0C000621A5"+"8E"+"\r"), uint64(0x0C000621A5), uint16(13), false)
 	f.Fuzz(func(t *testing.T, data []byte, id uint64, cut uint16, lower bool) {
 		// Never panics; every value is ten upper hex digits whose
 		// encoding is a valid frame.
@@ -299,12 +419,14 @@ func FuzzFramer(f *testing.F) {
 			if !isUpperHex10(v) {
 				t.Fatalf("emitted %q, not ten upper-case hex digits", v)
 			}
-			fr, err := Encode(v)
-			if err != nil {
-				t.Fatalf("Encode(%q): %v", v, err)
-			}
-			if got, ok := decode(fr); !ok || got != v {
-				t.Fatalf("Encode(%q) = %q does not decode back (%q, %v)", v, fr, got, ok)
+			for _, enc := range []func(string) ([]byte, error){Encode, EncodeID12} {
+				fr, err := enc(v)
+				if err != nil {
+					t.Fatalf("encode %q: %v", v, err)
+				}
+				if got, ok := decode(fr); !ok || got != v {
+					t.Fatalf("frame %q of %q does not decode back (%q, %v)", fr, v, got, ok)
+				}
 			}
 		}
 		s := f1.Stats()
@@ -339,6 +461,16 @@ func FuzzFramer(f *testing.F) {
 		got := feedAll(&f1, fr)
 		if len(got) != 1 || got[0] != x {
 			t.Fatalf("after %q, Encode(%q) yielded %q", data, x, got)
+		}
+
+		// And so does EncodeID12(x), after the same garbage.
+		fr, err = EncodeID12(in)
+		if err != nil {
+			t.Fatalf("EncodeID12(%q): %v", in, err)
+		}
+		got = feedAll(&f2, fr)
+		if len(got) != 1 || got[0] != x {
+			t.Fatalf("after %q, EncodeID12(%q) yielded %q", data, x, got)
 		}
 	})
 }

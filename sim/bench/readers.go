@@ -131,6 +131,7 @@ func (r *run) oneReaderLatency(ctx context.Context, s samples.Sample) error {
 		Figure:   fmt.Sprintf("%s: last wire byte → durable decision p50 / p99 (%d presentations)", s.Driver, len(lat)),
 		Measured: fmt.Sprintf("%s / %s", ms(d.pct(50)), ms(d.pct(99))),
 		Limit:    fmt.Sprintf("the presentation's own time on the wire: %s", ms(s.Wire)),
+		Ratio:    fmt.Sprintf("p99 = %.2f× wire time", float64(d.pct(99))/float64(s.Wire)),
 		Goal:     "p99 ≤ 100 ms (feedback within 100 ms)",
 		Pass:     d.pct(99) <= 100*time.Millisecond,
 	})
@@ -182,6 +183,8 @@ func (r *run) readerIdleCPU(ctx context.Context) error {
 		r.rep.add(Row{
 			Figure:   fmt.Sprintf("%s: CPU of the agent with an idle polled reader (%v, reader %s)", s.Driver, window, state),
 			Measured: fmt.Sprintf("%.2f %% of one core", pct),
+			Limit:    "one core: 100 %",
+			Ratio:    fmt.Sprintf("%.4f×", pct/100),
 			Goal:     "< 1 % of one core",
 			Pass:     pct < 1,
 		})

@@ -7,12 +7,14 @@ import (
 	"slices"
 
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/hid"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 )
 
 // All lists every driver, in the order the documentation lists them.
 var All = []reader.Driver{
 	rdm6300.Driver,
+	hid.Driver,
 }
 
 // Lookup returns the driver called name.

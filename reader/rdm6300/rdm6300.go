@@ -3,7 +3,9 @@
 // frame: STX, ten ASCII hex digits (a version byte and four ID bytes), two
 // hex digits holding the XOR of those five bytes, and ETX. The module
 // repeats the frame for as long as the card stays in the field; the driver
-// folds the repeats into one reader.Read per presentation.
+// folds the repeats into one reader.Read per presentation. It also takes
+// the ID-12/ID-20 frame (ID-Innovations modules on the same kind of board),
+// which has CR LF between the checksum and ETX (16 bytes).
 //
 // The framing (framer.go) is pure and kept apart from the port I/O
 // (this file). The driver consumes a Port, not a serial type: cmd/ wires

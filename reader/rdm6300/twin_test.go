@@ -64,6 +64,8 @@ func TestDriverAgainstTwin(t *testing.T) {
 	do("garbage", "200")
 	do("card", "0B00000001", "x2")
 	expect("0B00000001")
+	do("id12", "0D00000003", "x2") // ID-12/ID-20 framing: CR LF before ETX
+	expect("0D00000003")
 
 	if err := tw.Unplug(); err != nil {
 		t.Fatal(err)
@@ -79,8 +81,8 @@ func TestDriverAgainstTwin(t *testing.T) {
 	waitState(t, st, reader.StateOnline)
 	do("card", "0C00000002")
 	expect("0C00000002")
-	if s := rd.(reader.StatsReader).Stats(); s.Reopens < 1 || s.Reads != 3 || s.Garbage < 200 {
-		t.Errorf("stats %+v: want 3 reads, a reopen, the garbage counted", s)
+	if s := rd.(reader.StatsReader).Stats(); s.Reopens < 1 || s.Reads != 4 || s.Garbage < 200 {
+		t.Errorf("stats %+v: want 4 reads, a reopen, the garbage counted", s)
 	}
 }
 

@@ -46,6 +46,15 @@ var Samples = []Sample{
 		Credential: `{"type": "card", "value": "0A00BEEF01"}`,
 		Wire:       14 * 10 * time.Second / 9600, // 14 bytes, 8N1, 9600 baud
 	},
+	{
+		Name: "wedge", Driver: "hid",
+		Table:      "driver = \"hid\"\ndevice = \"%[1]s/dev/input-wedge\"\n",
+		Present:    []string{"hid wedge 0012648430"}, // the decimal of EM card 0B00C0FFEE
+		Credential: `{"type": "card", "value": "0B00C0FFEE"}`,
+		// A full-speed USB keyboard is polled every 8 ms or so and sends
+		// a report per key down and up: 11 keys, 22 reports.
+		Wire: 22 * 8 * time.Millisecond,
+	},
 }
 
 // SampleConfig is the [[readers]] tables of samples, for a terminal whose

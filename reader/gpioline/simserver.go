@@ -360,6 +360,11 @@ func (s *SimChip) Unplug() error {
 	for sc := range s.conns {
 		conns = append(conns, sc)
 	}
+	// The lines are free from now on, not once each connection's
+	// goroutine has noticed.
+	clear(s.claims)
+	clear(s.outputs)
+	s.signal()
 	s.mu.Unlock()
 	var err error
 	if ln != nil {

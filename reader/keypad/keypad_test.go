@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -248,4 +249,24 @@ func BenchmarkPressToRead(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms-press-to-read")
+}
+
+// Run, its chip's connections and the twin's leave nothing behind.
+func TestNoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("session", func(t *testing.T) {
+		g := start(t, 4, nil)
+		g.do("keys", "1")
+		g.keys(1)
+		g.twin.Unplug()
+		g.twin.Replug()
+		g.do("keys", "2")
+		g.keys(1)
+	})
+	for deadline := time.Now().Add(within); runtime.NumGoroutine() > before; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+	}
 }

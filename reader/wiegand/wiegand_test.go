@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -313,4 +314,24 @@ func BenchmarkLastEdgeToRead(b *testing.B) {
 		total += time.Since(t0)
 	}
 	b.ReportMetric(float64((total/time.Duration(b.N) - wiegand.FrameGap).Microseconds()), "overhead-µs")
+}
+
+// Run, its chip's goroutines and the twin's leave nothing behind.
+func TestNoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("session", func(t *testing.T) {
+		g := start(t, 0)
+		g.do("wiegand", "26", "1", "1")
+		g.read()
+		g.twin.Unplug()
+		g.twin.Replug()
+		g.do("keys", "1")
+		g.read()
+	})
+	for deadline := time.Now().Add(within); runtime.NumGoroutine() > before; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+	}
 }

@@ -1,10 +1,12 @@
 // Package gpioline is the one small interface the GPIO reader drivers
 // (reader/wiegand, reader/keypad) consume: input lines that report their
 // edges with a timestamp, input lines read on demand, and open-drain
-// output lines. Two backends implement it as peers: the Linux GPIO
-// character device through periph.io's gpioioctl (chardev.go), and a
-// simulated chip that the simulator serves on a unix socket (sim*.go), so
-// that the same decoders run edge by edge in CI without hardware.
+// output lines. Backends implement it as peers: the Linux GPIO character
+// device through periph.io's gpioioctl (chardev.go), a simulated chip
+// that the simulator serves on a unix socket (sim*.go), so that the same
+// decoders run edge by edge in CI without hardware, and go-rpio's
+// memory-mapped registers for outputs and polled inputs on a Raspberry
+// Pi 1 to 4 (rpio.go; no edges).
 //
 // The interface is this small because that is all a Wiegand decoder and
 // a matrix scan need: Wiegand needs the order and the time of every edge
@@ -96,23 +98,40 @@ const (
 // A Spec says which chip a driver opens.
 type Spec struct {
 	Sim  bool   // a simulated chip on a unix socket
+	Mem  bool   // go-rpio's memory-mapped registers (Path is empty)
 	Path string // the character device, or the simulated chip's socket
 }
 
 // String returns the spec as the `chip` key spells it.
 func (s Spec) String() string {
-	if s.Sim {
+	switch {
+	case s.Sim:
 		return SimPrefix + s.Path
+	case s.Mem:
+		return MemChip
 	}
 	return s.Path
 }
 
+// Claim names a line of the chip for the config's check that no two
+// readers use one line. go-rpio's registers drive the same lines as the
+// first character device, so its lines are claimed under that name.
+func (s Spec) Claim(line string) string {
+	if s.Mem {
+		return DefaultChip + ":" + line
+	}
+	return s.String() + ":" + line
+}
+
 // ParseSpec parses the `chip` key: "" is DefaultChip, "/dev/gpiochipN" a
-// character device, "sim:PATH" a simulated chip listening at PATH.
+// character device, "sim:PATH" a simulated chip listening at PATH,
+// "rpio" go-rpio's memory-mapped registers (Raspberry Pi 1 to 4).
 func ParseSpec(s string) (Spec, error) {
 	switch {
 	case s == "":
 		return Spec{Path: DefaultChip}, nil
+	case s == MemChip:
+		return Spec{Mem: true}, nil
 	case strings.HasPrefix(s, SimPrefix):
 		p := strings.TrimPrefix(s, SimPrefix)
 		if p == "" {
@@ -122,7 +141,7 @@ func ParseSpec(s string) (Spec, error) {
 	case strings.HasPrefix(s, "/dev/gpiochip") && isDigits(strings.TrimPrefix(s, "/dev/gpiochip")):
 		return Spec{Path: s}, nil
 	}
-	return Spec{}, fmt.Errorf("%w: %q is neither /dev/gpiochipN nor %sPATH", ErrBadSpec, s, SimPrefix)
+	return Spec{}, fmt.Errorf("%w: %q is neither /dev/gpiochipN, %sPATH nor %s", ErrBadSpec, s, SimPrefix, MemChip)
 }
 
 func isDigits(s string) bool {
@@ -137,11 +156,14 @@ func isDigits(s string) bool {
 	return true
 }
 
-// Open opens the chip spec names: a character device through periph, or
-// a connection to a simulated chip.
+// Open opens the chip spec names: a character device through periph, a
+// connection to a simulated chip, or go-rpio's registers.
 func Open(spec Spec) (Chip, error) {
-	if spec.Sim {
+	switch {
+	case spec.Sim:
 		return DialSim(spec.Path), nil
+	case spec.Mem:
+		return OpenRPIO()
 	}
 	return OpenCharDev(spec.Path)
 }

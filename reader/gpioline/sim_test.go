@@ -248,12 +248,19 @@ func TestParseSpec(t *testing.T) {
 		"":                    {Path: DefaultChip},
 		"/dev/gpiochip4":      {Path: "/dev/gpiochip4"},
 		"sim:/run/front.sock": {Sim: true, Path: "/run/front.sock"},
+		"rpio":                {Mem: true},
 	} {
 		if got, err := ParseSpec(in); err != nil || got != want {
 			t.Errorf("ParseSpec(%q) = %+v, %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"sim:", "/dev/ttyS0", "gpiochip0", "/dev/gpiochip", "/dev/gpiochipX"} {
+	if got := (Spec{Mem: true}).Claim("GPIO5"); got != "/dev/gpiochip0:GPIO5" {
+		t.Errorf("go-rpio claims %q: the lines are the first chip's", got)
+	}
+	if got := (Spec{Sim: true, Path: "/s"}).Claim("GPIO5"); got != "sim:/s:GPIO5" {
+		t.Errorf("claim %q", got)
+	}
+	for _, in := range []string{"sim:", "RPIO", "rpio:", "/dev/ttyS0", "gpiochip0", "/dev/gpiochip", "/dev/gpiochipX"} {
 		if _, err := ParseSpec(in); !errors.Is(err, ErrBadSpec) {
 			t.Errorf("ParseSpec(%q) = %v", in, err)
 		}

@@ -51,7 +51,8 @@ const (
 type Config struct {
 	Rows []string `toml:"rows"` // the 4 row lines, top row first, e.g. ["GPIO5", "GPIO6", "GPIO13", "GPIO19"]
 	Cols []string `toml:"cols"` // the 3 or 4 column lines, left first
-	// Chip: "" for /dev/gpiochip0, "/dev/gpiochipN", or "sim:PATH".
+	// Chip: "" for /dev/gpiochip0, "/dev/gpiochipN", "rpio" (go-rpio,
+	// Raspberry Pi 1 to 4), or "sim:PATH".
 	Chip string `toml:"chip"`
 	// Layout: the key labels row by row, one character a key; default
 	// Layout4x3 or Layout4x4 by the number of columns.
@@ -120,7 +121,7 @@ func (c *Config) Claims() []string {
 	}
 	var claims []string
 	for _, l := range append(append([]string(nil), c.Rows...), c.Cols...) {
-		claims = append(claims, spec.String()+":"+l)
+		claims = append(claims, spec.Claim(l))
 	}
 	if spec.Sim {
 		claims = append(claims, spec.String())

@@ -203,6 +203,13 @@ func TestConfig(t *testing.T) {
 	if got := cfg.Claims(); !slices.Equal(got, want) {
 		t.Fatalf("claims %v", got)
 	}
+	c.Chip = "rpio"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("keypad on go-rpio: %v", err)
+	}
+	if got := cfg.Claims(); !slices.Equal(got, want) {
+		t.Fatalf("go-rpio claims %v: the same lines as the character device's", got)
+	}
 	if _, err := cfg.Twin(reader.TwinEnv{}); !errors.Is(err, reader.ErrConfig) {
 		t.Fatalf("twin on hardware: %v", err)
 	}

@@ -64,8 +64,10 @@ func (c *Config) Validate() error {
 	if c.D0Pin != "" && c.D0Pin == c.D1Pin {
 		errs = append(errs, reader.BadKey("d1_pin", "%q is d0_pin too", c.D1Pin))
 	}
-	if _, err := gpioline.ParseSpec(c.Chip); err != nil {
+	if spec, err := gpioline.ParseSpec(c.Chip); err != nil {
 		errs = append(errs, reader.BadKey("chip", "%v", err))
+	} else if spec.Mem {
+		errs = append(errs, reader.BadKey("chip", "%q (go-rpio) has no edge events, which Wiegand needs: use the character device (\"\" or /dev/gpiochipN)", c.Chip))
 	}
 	return errors.Join(errs...)
 }
@@ -77,7 +79,7 @@ func (c *Config) Claims() []string {
 	if err != nil {
 		return nil
 	}
-	claims := []string{spec.String() + ":" + c.D0Pin, spec.String() + ":" + c.D1Pin}
+	claims := []string{spec.Claim(c.D0Pin), spec.Claim(c.D1Pin)}
 	if spec.Sim {
 		claims = append(claims, spec.String())
 	}

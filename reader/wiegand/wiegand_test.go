@@ -237,7 +237,11 @@ func TestConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "key d1_pin") || !strings.Contains(err.Error(), "key chip") {
 		t.Fatalf("got %v", err)
 	}
-	c.D1Pin, c.Chip = "GPIO5", ""
+	c.D1Pin, c.Chip = "GPIO5", "rpio"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "no edge events") {
+		t.Fatalf("wiegand on go-rpio: %v", err)
+	}
+	c.Chip = ""
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,10 @@ const (
 )
 
 // A Script runs scenario text against named readers' twins. The language
-// has one command per line; blank lines and text after '#' are ignored.
+// has one command per line; blank lines are ignored, and so is a comment:
+// from a '#' at the start of the line, or a '#' with white space on both
+// sides ("card front 0A00123456  # Anna"). Any other '#' is a key: "keys
+// pad 4821#".
 // The script itself knows three commands:
 //
 //	sleep <duration>   wait, e.g. "250ms"
@@ -133,8 +136,7 @@ func (s *Script) fill() {
 
 // exec runs one line and returns what to echo ("" for nothing).
 func (s *Script) exec(ctx context.Context, line string) (string, error) {
-	line, _, _ = strings.Cut(line, "#")
-	f := strings.Fields(line)
+	f := strings.Fields(stripComment(line))
 	if len(f) == 0 {
 		return "", nil
 	}
@@ -182,6 +184,19 @@ func (s *Script) exec(ctx context.Context, line string) (string, error) {
 		return "", fmt.Errorf("%s %s: %w", cmd, args[0], err)
 	}
 	return cmd + " " + args[0] + " " + strings.TrimPrefix(echo, cmd+" "), nil
+}
+
+// stripComment cuts a comment off a line: from a '#' that starts the line,
+// or that stands between white space and white space. Any other '#' is a
+// key: "keys pad 4821#", "keys pad #".
+func stripComment(line string) string {
+	space := func(i int) bool { return i < 0 || i >= len(line) || line[i] == ' ' || line[i] == '\t' }
+	for i := 0; i < len(line); i++ {
+		if line[i] == '#' && (i == 0 || space(i-1) && space(i+1) && i+1 < len(line)) {
+			return line[:i]
+		}
+	}
+	return line
 }
 
 func (s *Script) twin(cmd, name string) (reader.Twin, error) {

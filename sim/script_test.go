@@ -209,3 +209,18 @@ func TestRunHelper(t *testing.T) {
 		t.Errorf("Run = %v, out %q, writes %q", err, out.String(), dev.writes)
 	}
 }
+
+func TestStripComment(t *testing.T) {
+	for in, want := range map[string]string{
+		"# a comment":                  "",
+		"card front 0A00123456 # Anna": "card front 0A00123456 ",
+		"keys pad 4821#":               "keys pad 4821#",
+		"keys pad 4821# # Anna's PIN":  "keys pad 4821# ",
+		"keys pad 12*34#":              "keys pad 12*34#",
+		"sleep 1s	# pause":             "sleep 1s	",
+	} {
+		if got := stripComment(in); got != want {
+			t.Errorf("stripComment(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

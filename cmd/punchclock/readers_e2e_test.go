@@ -24,13 +24,14 @@ import (
 	"github.com/punchclock/punchclock/sim/samples"
 )
 
-const secretPIN = "73519046"
+const secretPIN = samples.PIN
 
 // mixedRoster gives each sample reader's credential to one employee
-// (E1, E2, ... in the order of samples.Samples), and E0 a PIN, which the
-// test checks no byte of the terminal's state, log or output ever holds.
+// (E1, E2, ... in the order of samples.Samples); the keypad's is a PIN,
+// which the test checks no byte of the terminal's state, log or output
+// ever holds.
 func mixedRoster() string {
-	emps := []string{`{"id": "E0", "name": "Ines", "payroll_no": "2000", "credentials": [{"type": "pin", "value": "` + secretPIN + `"}]}`}
+	var emps []string
 	for i, s := range samples.Samples {
 		emps = append(emps, fmt.Sprintf(`{"id": "E%d", "payroll_no": "20%02d", "biometric_consent": true, "credentials": [%s]}`, i+1, i+1, s.Credential))
 	}
@@ -82,6 +83,11 @@ func TestE2EEveryReaderKind(t *testing.T) {
 	dir, cfgPath, twins := mixedTerminal(t, b.URL(), "")
 	tm := &terminal{t: t, dir: dir, config: cfgPath}
 	tm.start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", tm.logText())
+		}
+	})
 
 	for i, k := range samples.Samples {
 		play(t, twins, k.Present...)

@@ -244,7 +244,7 @@ func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	cfg, ports := writeConfig(t, dir, "front")
 	bad := filepath.Join(dir, "bad.toml")
-	os.WriteFile(bad, []byte("device_id = \"x\"\n[[readers]]\nname = \"front\"\ndriver = \"wiegand\"\nport = \"/dev/x\"\n"), 0o644)
+	os.WriteFile(bad, []byte("device_id = \"x\"\n[[readers]]\nname = \"front\"\ndriver = \"nfc\"\nport = \"/dev/x\"\n"), 0o644)
 	none := filepath.Join(dir, "none.toml")
 	os.WriteFile(none, []byte("device_id = \"x\"\n"), 0o644)
 	for _, tc := range []struct {
@@ -258,7 +258,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "-config"}, 2, "flag needs an argument"},
 		{[]string{"serve", "-config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"serve", "-config", filepath.Join(dir, "missing.toml")}, 2, "missing.toml"},
-		{[]string{"serve", "-config", bad}, 2, `"wiegand" is not one of`},
+		{[]string{"serve", "-config", bad}, 2, `"nfc" is not one of`},
 		{[]string{"serve", "-config", none}, 2, "has no readers to simulate"},
 		{[]string{"serve", "-config", cfg, "-script", filepath.Join(dir, "nope.sim")}, 2, "-script:"},
 		{[]string{"serve", "-config", cfg, "-repeats", "0"}, 2, "-repeats 0"},

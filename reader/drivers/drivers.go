@@ -8,12 +8,16 @@ import (
 
 	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/reader/hid"
+	"github.com/punchclock/punchclock/reader/keypad"
 	"github.com/punchclock/punchclock/reader/rdm6300"
+	"github.com/punchclock/punchclock/reader/wiegand"
 )
 
 // All lists every driver, in the order the documentation lists them.
 var All = []reader.Driver{
 	rdm6300.Driver,
+	wiegand.Driver,
+	keypad.Driver,
 	hid.Driver,
 }
 

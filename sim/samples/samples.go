@@ -47,6 +47,25 @@ var Samples = []Sample{
 		Wire:       14 * 10 * time.Second / 9600, // 14 bytes, 8N1, 9600 baud
 	},
 	{
+		Name: "gate", Driver: "wiegand",
+		Table:      "driver = \"wiegand\"\nd0_pin = \"GPIO5\"\nd1_pin = \"GPIO6\"\nchip = \"sim:%[1]s/dev/gpio-gate.sock\"\n",
+		Present:    []string{"wiegand gate 26 123 45678"},
+		Credential: `{"type": "card", "value": "123:45678"}`,
+		// 26 bits about 2 ms apart, then the 25 ms of silence that ends
+		// a frame.
+		Wire:   26*2*time.Millisecond + 25*time.Millisecond,
+		Polled: false,
+	},
+	{
+		Name: "pad", Driver: "keypad",
+		Table:      "driver = \"keypad\"\nrows = [\"GPIO5\", \"GPIO6\", \"GPIO13\", \"GPIO19\"]\ncols = [\"GPIO12\", \"GPIO16\", \"GPIO20\"]\nchip = \"sim:%[1]s/dev/gpio-pad.sock\"\n",
+		Present:    []string{"keys pad " + PIN + "#"},
+		Credential: `{"type": "pin", "value": "` + PIN + `"}`,
+		// Nine keys, each pressed about 80 ms and 80 ms apart.
+		Wire:   9 * 160 * time.Millisecond,
+		Polled: true, // scanned
+	},
+	{
 		Name: "wedge", Driver: "hid",
 		Table:      "driver = \"hid\"\ndevice = \"%[1]s/dev/input-wedge\"\n",
 		Present:    []string{"hid wedge 0012648430"}, // the decimal of EM card 0B00C0FFEE
@@ -56,6 +75,10 @@ var Samples = []Sample{
 		Wire: 22 * 8 * time.Millisecond,
 	},
 }
+
+// PIN is the keypad sample's PIN: tests check that no byte of a
+// terminal's files, logs or output ever holds it.
+const PIN = "73519046"
 
 // SampleConfig is the [[readers]] tables of samples, for a terminal whose
 // files are under dir.

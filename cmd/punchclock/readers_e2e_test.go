@@ -102,6 +102,29 @@ func TestE2EEveryReaderKind(t *testing.T) {
 			t.Errorf("driver %s: event %+v, want %s accepted", k.Driver, ev, emp)
 		}
 	}
+	// Five wrong PINs at the keypad lock it: the fifth is still
+	// unknown_credential, then the right PIN is locked_out.
+	n := len(samples.Samples)
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, fmt.Sprintf("keys pad %d%d%d%d#", i, i, i, i))
+	}
+	play(t, twins, append(lines, "keys pad "+secretPIN+"#")...)
+	msgs := sub.WaitUntil(t, 30*time.Second, "six PIN events", func(ms []testbroker.Message) bool {
+		_, evs := split(t, ms)
+		return len(evs) >= n+6
+	})
+	_, evs := split(t, msgs)
+	for i, ev := range evs[n : n+6] {
+		want := punch.ReasonUnknownCredential
+		if i == 5 {
+			want = punch.ReasonLockedOut
+		}
+		if ev.Reader != "pad" || ev.CredentialType != "pin" || ev.Reason != want || ev.EmployeeID != "" || ev.CredentialValue != "" {
+			t.Errorf("PIN %d: %+v, want %s", i, ev, want)
+		}
+	}
+
 	st := tm.status()
 	rs, _ := st["readers"].([]any)
 	if len(rs) != len(samples.Samples) {

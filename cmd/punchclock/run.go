@@ -286,8 +286,8 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "uplink:          %s\n", st.Uplink)
 	}
 	for _, r := range st.Readers {
-		fmt.Fprintf(w, "reader %-8s  reads %d, frames %d, bad frames %d, garbage bytes %d, reopens %d\n",
-			r.Name+":", r.Reads, r.Frames, r.BadFrames, r.Garbage, r.Reopens)
+		fmt.Fprintf(w, "reader %-8s  %s %s: reads %d, frames %d, bad frames %d, garbage %d, reopens %d, timeouts %d\n",
+			r.Name+":", r.Driver, r.State, r.Reads, r.Frames, r.BadFrames, r.Garbage, r.Reopens, r.Timeouts)
 	}
 }
 

@@ -20,6 +20,10 @@ const (
 	ctrlSQN = 0x03 // sequence number, bits 0–1
 	ctrlCRC = 0x04 // 1: CRC-16 trailer; 0: one checksum byte
 	ctrlSCB = 0x08 // a security control block follows the header
+	// ctrlReserved: bits this CP neither sends nor understands; a
+	// packet with one set is refused (it is noise, or a multi-part
+	// message, which is not supported).
+	ctrlReserved = 0xF0
 
 	headerLen = 5 // SOM, ADDR, LEN_LSB, LEN_MSB, CTRL
 	macLen    = 4 // the MAC sent in a secure-channel message
@@ -302,7 +306,7 @@ func check(b []byte) (int, verdict) {
 	}
 	if len(b) >= headerLen {
 		ctrl := b[4]
-		if ctrl&ctrlCRC != 0 && n < minFrame+1 {
+		if ctrl&ctrlReserved != 0 || ctrl&ctrlCRC != 0 && n < minFrame+1 {
 			return 0, bad
 		}
 	}

@@ -201,6 +201,11 @@ func streamCases(t testing.TB) []streamCase {
 			// with a good CRC.
 			name: "bad security block", in: "53 00 0A 00 0C 01 60 00" + crcOf(t, "53 00 0A 00 0C 01 60 00"), frames: 0, bad: 1, garbage: 9,
 		},
+		{
+			// Control byte 30: reserved bits set; refused though its
+			// checksum is good.
+			name: "reserved control bits", in: "53 30 08 00 30 40 59 AC" + ack, frames: 1, bad: 1, garbage: 7,
+		},
 		{name: "partial frame pending", in: "53 80 10 00 07 50 00"},
 	}
 }
@@ -259,8 +264,9 @@ func TestFramerSplitAnywhere(t *testing.T) {
 // back until Flush gives up on it.
 func TestFramerFlush(t *testing.T) {
 	var f Framer
-	// SOM, address, LEN 0x0100: waits for 256 bytes; the ACK follows.
-	in := append(hx(t, "53 01 00 01"), hx(t, "53 80 08 00 04 40 59 AC")...)
+	// SOM, address, LEN 0x0100, CTRL 04: waits for 256 bytes; the
+	// ACK follows.
+	in := append(hx(t, "53 01 00 01 04"), hx(t, "53 80 08 00 04 40 59 AC")...)
 	if got := feedFrames(&f, in); len(got) != 0 {
 		t.Fatalf("decoded %d frames before the flush", len(got))
 	}
@@ -269,8 +275,8 @@ func TestFramerFlush(t *testing.T) {
 	if len(got) != 1 || got[0].Code != ReplyACK {
 		t.Fatalf("flush gave %+v", got)
 	}
-	if s := f.Stats(); s.BadFrames != 1 || s.Garbage != 3 {
-		t.Errorf("stats %+v, want 1 bad, 3 garbage", s)
+	if s := f.Stats(); s.BadFrames != 1 || s.Garbage != 4 {
+		t.Errorf("stats %+v, want 1 bad, 4 garbage", s)
 	}
 	f.Flush(func(Frame) { t.Error("a second flush found a frame") })
 }

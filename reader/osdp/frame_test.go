@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/punchclock/punchclock/reader"
 )
@@ -326,6 +327,21 @@ func FuzzFrames(f *testing.F) {
 			enc, err := fr.Encode()
 			if err != nil || !bytes.Equal(enc, fr.Raw) {
 				t.Fatalf("frame % X re-encodes to % X, %v", fr.Raw, enc, err)
+			}
+			// The PD and the CP take it without panicking, in clear
+			// and in a secure session.
+			k := Key{1}
+			for _, scbk := range []*Key{nil, &k} {
+				pd := newPDSim(fr.Addr, scbk, counter(), time.Now)
+				pd.lastSQN = 1
+				pd.sess = &session{}
+				pd.handle(fr)
+				c := newCP(fr.Addr, scbk, counter())
+				c.state, c.sqn, c.pending = stOnline, fr.SQN, []byte{0}
+				c.sess = &session{}
+				_, _ = c.handle(fr)
+				c.state, c.sqn, c.pending, c.sess = stChlng, fr.SQN, []byte{0}, nil
+				_, _ = c.handle(fr)
 			}
 			// Its payloads decode without panicking.
 			_, _ = DecodeRAW(fr.Data)

@@ -424,3 +424,52 @@ func TestConfigTwinAndNew(t *testing.T) {
 		t.Errorf("path %q", tw.Path())
 	}
 }
+
+// A PD with another key never gets a secure session, and what it might
+// send in clear is not read.
+func TestSecureChannelWrongKey(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "ttyK")
+	k1, _ := parseKey("000102030405060708090A0B0C0D0E0F")
+	tw, err := NewTwin(link, 1, k1, ptySerial, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tw.Close()
+	tw2, err := NewTwin(link, 2, nil, ptySerial, nil) // no key at all
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tw2.Close()
+	var rds []*Reader
+	outs := make(chan reader.Read, 8)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for _, a := range []byte{1, 2} {
+		r, err := New(Options{Name: fmt.Sprint(a), Port: link, Address: a, SCBK: "F00102030405060708090A0B0C0D0E0F"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rds = append(rds, r)
+		wg.Go(func() {
+			if err := r.Run(ctx, outs); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	if _, err := tw.Do(t.Context(), "card", []string{"1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw2.Do(t.Context(), "card", []string{"2:2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "refused handshakes", func() bool { return rds[0].Stats().BadFrames >= 2 && rds[1].Stats().BadFrames >= 1 })
+	select {
+	case rd := <-outs:
+		t.Fatalf("read %+v without a secure channel", rd)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if tw.Secure() {
+		t.Error("a session with the wrong key")
+	}
+}

@@ -84,7 +84,7 @@ func BenchmarkLastByteToRead(b *testing.B) {
 	port := newMemPort(newPDSim(1, nil, counter(), time.Now))
 	r, err := New(Options{Name: "bench", Port: fmt.Sprintf("mem-%p", port), Address: 1,
 		RepeatWindow: time.Nanosecond, PollInterval: time.Nanosecond,
-		Open: func(string, int, bool) (Port, error) { return port, nil }})
+		Open: func(string, int, RTSMode) (Port, error) { return port, nil }})
 	if err != nil {
 		b.Fatal(err)
 	}

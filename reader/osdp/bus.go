@@ -56,8 +56,8 @@ func join(r *Reader) error {
 		switch {
 		case b.opt.Baud != r.opt.Baud:
 			return fmt.Errorf("%w: osdp: reader %q: port %s runs at %d baud for reader %q, not %d", reader.ErrConfig, r.opt.Name, r.opt.Port, b.opt.Baud, b.opt.Name, r.opt.Baud)
-		case b.opt.RTSDirection != r.opt.RTSDirection:
-			return fmt.Errorf("%w: osdp: reader %q: readers of port %s disagree on rts_direction", reader.ErrConfig, r.opt.Name, r.opt.Port)
+		case b.opt.RTS != r.opt.RTS:
+			return fmt.Errorf("%w: osdp: reader %q: readers of port %s disagree on rts_direction or rts_invert", reader.ErrConfig, r.opt.Name, r.opt.Port)
 		case b.members[r.opt.Address] != nil:
 			return fmt.Errorf("%w: osdp: reader %q: address %d on %s is reader %q's", reader.ErrConfig, r.opt.Name, r.opt.Address, r.opt.Port, b.members[r.opt.Address].r.opt.Name)
 		}
@@ -134,7 +134,7 @@ func (b *bus) run(ctx context.Context) {
 	backoff := b.opt.MinBackoff
 	failed := false
 	for ctx.Err() == nil {
-		port, err := b.opt.Open(b.path, b.opt.Baud, b.opt.RTSDirection)
+		port, err := b.opt.Open(b.path, b.opt.Baud, b.opt.RTS)
 		if err == nil {
 			if failed {
 				for _, m := range b.snapshot() {

@@ -39,12 +39,34 @@ func (f *fakeSerial) Drain() error {
 // last one has left the UART.
 func TestRTSDirection(t *testing.T) {
 	f := &fakeSerial{}
-	p := &rtsPort{Port: f}
+	p := &rtsPort{Port: f, sending: true}
 	if n, err := p.Write([]byte{SOM, 1, 8, 0, 4, CmdPOLL, 0, 0}); n != 8 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	if want := []string{"rts on", "write", "drain", "rts off"}; !slices.Equal(f.calls, want) {
 		t.Errorf("calls %q, want %q", f.calls, want)
+	}
+	// rts_invert: dropped while sending, asserted again after.
+	f = &fakeSerial{}
+	p = &rtsPort{Port: f, sending: false}
+	_, _ = p.Write([]byte{0})
+	if want := []string{"rts off", "write", "drain", "rts on"}; !slices.Equal(f.calls, want) {
+		t.Errorf("inverted: calls %q, want %q", f.calls, want)
+	}
+	for _, tc := range []struct {
+		c    Config
+		want RTSMode
+	}{
+		{Config{}, RTSOff},
+		{Config{RTSDirection: true}, RTSAssert},
+		{Config{RTSDirection: true, RTSInvert: true}, RTSDrop},
+	} {
+		if got := tc.c.RTSMode(); got != tc.want {
+			t.Errorf("%+v: mode %v, want %v", tc.c, got, tc.want)
+		}
+	}
+	if err := (&Config{Port: "p", Baud: 9600, Address: 1, RTSInvert: true}).Validate(); !containsKey(err, "rts_invert") {
+		t.Errorf("rts_invert alone: %v", err)
 	}
 }
 

@@ -32,7 +32,7 @@ import (
 // Driver is the `driver = "osdp"` of [[readers]].
 var Driver = reader.Driver{
 	Name: "osdp",
-	Doc:  "OSDP v2 reader on RS-485 (port, baud, address, scbk, rts_direction); card, keypad, LED and buzzer",
+	Doc:  "OSDP v2 reader on RS-485 (port, baud, address, scbk, rts_direction, rts_invert); card, keypad, LED and buzzer",
 	NewConfig: func() reader.Config {
 		return &Config{Baud: DefaultBaud, Address: -1}
 	},
@@ -58,9 +58,39 @@ type Config struct {
 	// SCBK is the Secure Channel Base Key, 32 hex digits; set, the
 	// secure channel is used and card data in clear is refused.
 	SCBK string `toml:"scbk"`
-	// RTSDirection raises RTS while the CP sends, for transceivers
-	// whose DE/RE pins are wired to RTS.
+	// RTSDirection asserts RTS while the CP sends, for transceivers
+	// whose DE/RE pins are driven by RTS.
 	RTSDirection bool `toml:"rts_direction"`
+	// RTSInvert (with RTSDirection) drops RTS while sending and asserts
+	// it when idle: for DE/RE wired straight to an active-low RTS pin,
+	// such as the Raspberry Pi's GPIO17 (RTS0), whose level is high
+	// when RTS is not asserted.
+	RTSInvert bool `toml:"rts_invert"`
+}
+
+// RTSMode is how the driver uses RTS for RS-485 direction control.
+type RTSMode int
+
+// RTS modes.
+const (
+	// RTSOff: RTS is left alone (a transceiver with automatic
+	// direction control).
+	RTSOff RTSMode = iota
+	// RTSAssert: RTS asserted while sending, dropped when idle.
+	RTSAssert
+	// RTSDrop: RTS dropped while sending, asserted when idle.
+	RTSDrop
+)
+
+// RTSMode returns the mode the rts_ keys select.
+func (c *Config) RTSMode() RTSMode {
+	switch {
+	case c.RTSDirection && c.RTSInvert:
+		return RTSDrop
+	case c.RTSDirection:
+		return RTSAssert
+	}
+	return RTSOff
 }
 
 var bauds = []int{9600, 19200, 38400, 57600, 115200, 230400}
@@ -83,6 +113,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, reader.BadKey("address", "is required (0–126)"))
 	case c.Address < 0 || c.Address > MaxAddress:
 		errs = append(errs, reader.BadKey("address", "%d is not 0–126", c.Address))
+	}
+	if c.RTSInvert && !c.RTSDirection {
+		errs = append(errs, reader.BadKey("rts_invert", "needs rts_direction = true"))
 	}
 	if c.SCBK != "" {
 		if _, err := parseKey(c.SCBK); err != nil {
@@ -112,7 +145,7 @@ func (c *Config) New(env reader.Env) (reader.Reader, error) {
 	}
 	return New(Options{
 		Name: env.Name, Port: c.Port, Baud: c.Baud, Address: byte(c.Address), SCBK: c.SCBK,
-		RTSDirection: c.RTSDirection, RepeatWindow: env.RepeatWindow, Logger: env.Logger, Now: env.Now,
+		RTS: c.RTSMode(), RepeatWindow: env.RepeatWindow, Logger: env.Logger, Now: env.Now,
 	})
 }
 
@@ -127,14 +160,14 @@ type Options struct {
 	Baud         int // 0: DefaultBaud
 	Address      byte
 	SCBK         string // 32 hex digits, or empty for no secure channel
-	RTSDirection bool
+	RTS          RTSMode
 	RepeatWindow time.Duration    // 0: DefaultRepeatWindow
 	Logger       *slog.Logger     // nil: silent
 	Now          func() time.Time // nil: time.Now
 
 	// The rest are taken from the first reader of a bus. Zero means
 	// the default.
-	Open         func(path string, baud int, rtsDirection bool) (Port, error)
+	Open         func(path string, baud int, rts RTSMode) (Port, error)
 	PollInterval time.Duration
 	ReplyTimeout time.Duration
 	MinBackoff   time.Duration

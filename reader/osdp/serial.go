@@ -15,41 +15,42 @@ import (
 // transmitter to empty (Drain, i.e. tcdrain). Its Close also unblocks a
 // pending Read, so the port needs no read timeout.
 
-// openSerial opens name at baud, 8N1, raw. With rtsDirection, every
-// Write raises RTS, writes, waits for the last byte to leave the UART and
-// drops RTS again, so that the transceiver drives the bus only while the
-// CP talks.
-func openSerial(name string, baud int, rtsDirection bool) (Port, error) {
+// openSerial opens name at baud, 8N1, raw. With direction control,
+// every Write sets RTS to its sending state, writes, waits for the last
+// byte to leave the UART and sets RTS back to its idle state, so that the
+// transceiver drives the bus only while the CP talks.
+func openSerial(name string, baud int, rts RTSMode) (Port, error) {
 	mode := &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit}
-	if rtsDirection {
-		mode.InitialStatusBits = &serial.ModemOutputBits{RTS: false}
+	if rts != RTSOff {
+		mode.InitialStatusBits = &serial.ModemOutputBits{RTS: rts == RTSDrop}
 	}
 	p, err := serial.Open(name, mode)
 	if err != nil {
 		return nil, fmt.Errorf("osdp: open %s at %d baud: %w", name, baud, err)
 	}
-	if !rtsDirection {
+	if rts == RTSOff {
 		return p, nil
 	}
-	return &rtsPort{Port: p}, nil
+	return &rtsPort{Port: p, sending: rts == RTSAssert}, nil
 }
 
 type rtsPort struct {
 	serial.Port
+	sending bool // RTS while sending; the opposite when idle
 }
 
 var _ io.ReadWriteCloser = (*rtsPort)(nil)
 
 func (p *rtsPort) Write(b []byte) (int, error) {
-	if err := p.SetRTS(true); err != nil {
-		return 0, fmt.Errorf("osdp: raise RTS: %w", err)
+	if err := p.SetRTS(p.sending); err != nil {
+		return 0, fmt.Errorf("osdp: set RTS: %w", err)
 	}
 	n, err := p.Port.Write(b)
 	if err == nil {
 		err = p.Drain()
 	}
-	if rerr := p.SetRTS(false); err == nil && rerr != nil {
-		err = fmt.Errorf("osdp: drop RTS: %w", rerr)
+	if rerr := p.SetRTS(!p.sending); err == nil && rerr != nil {
+		err = fmt.Errorf("osdp: reset RTS: %w", rerr)
 	}
 	return n, err
 }

@@ -201,7 +201,13 @@ func (b *bus) serve(ctx context.Context, port Port) (gotData bool, err error) {
 	// account attributes the framer's noise counters to the PD awaited.
 	account := func(before reader.Stats) {
 		after := framer.Stats()
-		if m := current.Load(); m != nil {
+		m := current.Load()
+		if m == nil { // nothing asked yet: the first PD's
+			if ms := b.snapshot(); len(ms) > 0 {
+				m = ms[0]
+			}
+		}
+		if m != nil {
 			m.r.garbage.Add(after.Garbage - before.Garbage)
 			m.r.bad.Add(after.BadFrames - before.BadFrames)
 		}
@@ -356,9 +362,9 @@ func (b *bus) reply(m *member, f Frame) bool {
 	switch {
 	case errors.Is(err, reader.ErrBadFrame):
 		r.bad.Add(1)
-		r.log.Warn("bad reply", "err", err)
+		r.logLimited(now, "bad reply", err)
 	case err != nil:
-		r.log.Info("PD restarts", "err", err)
+		r.logLimited(now, "PD restarts", err)
 	}
 	r.deliver(items, now)
 	return true

@@ -193,6 +193,8 @@ type Reader struct {
 	cp   *cp
 	last map[string]time.Time // card value -> last read, for repeat folding
 
+	lastWarn time.Time // owned by the bus goroutine
+
 	lastAnswer atomic.Int64 // unix nanoseconds
 	online     atomic.Bool
 
@@ -388,4 +390,18 @@ func (r *Reader) answered(now time.Time) {
 	if !r.online.Swap(true) {
 		r.log.Info("PD answers")
 	}
+}
+
+// warnEvery limits the warnings of a PD that keeps failing the same way
+// (a wrong key makes every handshake fail): one per interval, the rest
+// at debug level.
+const warnEvery = time.Minute
+
+func (r *Reader) logLimited(now time.Time, msg string, err error) {
+	if r.lastWarn.IsZero() || now.Sub(r.lastWarn) >= warnEvery {
+		r.lastWarn = now
+		r.log.Warn(msg, "err", err)
+		return
+	}
+	r.log.Debug(msg, "err", err)
 }

@@ -31,6 +31,8 @@ type bus struct {
 	log  *slog.Logger
 	wake chan struct{}
 
+	warnedRTS bool // owned by the bus goroutine
+
 	mu      sync.Mutex
 	members map[byte]*member
 
@@ -136,6 +138,10 @@ func (b *bus) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		port, err := b.opt.Open(b.path, b.opt.Baud, b.opt.RTS)
 		if err == nil {
+			if n, ok := port.(interface{ NoRTS() bool }); ok && n.NoRTS() && !b.warnedRTS {
+				b.warnedRTS = true
+				b.log.Warn("the port has no RTS line (a pseudo-terminal?): rts_direction ignored")
+			}
 			if failed {
 				for _, m := range b.snapshot() {
 					m.r.reopens.Add(1)

@@ -110,3 +110,12 @@ func TestNoGoroutineLeft(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A pty has no modem lines: with rts_direction the driver warns and runs
+// without direction control, so the simulator takes the production
+// config.
+func TestRTSDirectionOnPTY(t *testing.T) {
+	g := newRig(t, []byte{1}, "", func(o *Options) { o.RTS = RTSAssert })
+	g.do(1, "card", "8:8")
+	g.expect(1, "card", "wiegand26", "8:8")
+}

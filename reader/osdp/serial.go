@@ -1,10 +1,12 @@
 package osdp
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
 	"go.bug.st/serial"
+	"golang.org/x/sys/unix"
 )
 
 // This file is the only one that imports go.bug.st/serial. It is used
@@ -19,11 +21,13 @@ import (
 // every Write sets RTS to its sending state, writes, waits for the last
 // byte to leave the UART and sets RTS back to its idle state, so that the
 // transceiver drives the bus only while the CP talks.
+//
+// A device without modem lines (a pseudo-terminal: the simulator) cannot
+// set RTS (ENOTTY); it is used without direction control, which it does
+// not need, so that one configuration serves both. The returned port then
+// reports NoRTS, for the bus to say so.
 func openSerial(name string, baud int, rts RTSMode) (Port, error) {
 	mode := &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit}
-	if rts != RTSOff {
-		mode.InitialStatusBits = &serial.ModemOutputBits{RTS: rts == RTSDrop}
-	}
 	p, err := serial.Open(name, mode)
 	if err != nil {
 		return nil, fmt.Errorf("osdp: open %s at %d baud: %w", name, baud, err)
@@ -31,8 +35,23 @@ func openSerial(name string, baud int, rts RTSMode) (Port, error) {
 	if rts == RTSOff {
 		return p, nil
 	}
-	return &rtsPort{Port: p, sending: rts == RTSAssert}, nil
+	rp := &rtsPort{Port: p, sending: rts == RTSAssert}
+	if err := p.SetRTS(!rp.sending); err != nil {
+		if errors.Is(err, unix.ENOTTY) {
+			return noRTSPort{p}, nil
+		}
+		p.Close()
+		return nil, fmt.Errorf("osdp: %s: set RTS: %w", name, err)
+	}
+	return rp, nil
 }
+
+// noRTSPort is a port without modem lines, used without direction
+// control.
+type noRTSPort struct{ serial.Port }
+
+// NoRTS reports that rts_direction could not be applied.
+func (noRTSPort) NoRTS() bool { return true }
 
 type rtsPort struct {
 	serial.Port

@@ -20,6 +20,7 @@ import (
 	"github.com/punchclock/punchclock/internal/testbroker"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/osdp"
 	"github.com/punchclock/punchclock/sim"
 	"github.com/punchclock/punchclock/sim/samples"
 )
@@ -102,6 +103,20 @@ func TestE2EEveryReaderKind(t *testing.T) {
 			t.Errorf("driver %s: event %+v, want %s accepted", k.Driver, ev, emp)
 		}
 	}
+	// The OSDP reader's own LED turned green and its buzzer sounded for
+	// the accepted card, over the secure channel.
+	if tw, ok := twins["door"].(*osdp.Twin); !ok {
+		t.Error("no osdp twin")
+	} else {
+		deadline := time.Now().Add(5 * time.Second)
+		for len(tw.LEDs()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if leds, buzz := tw.LEDs(), tw.Buzzes(); len(leds) == 0 || leds[0].TempOnColor != osdp.ColorGreen || leds[0].TempOn == 0 || len(buzz) == 0 || buzz[0].On == 0 || !tw.Secure() {
+			t.Errorf("osdp reader: LEDs %+v, buzzer %+v, secure %v", leds, buzz, tw.Secure())
+		}
+	}
+
 	// Five wrong PINs at the keypad lock it: the fifth is still
 	// unknown_credential, then the right PIN is locked_out.
 	n := len(samples.Samples)

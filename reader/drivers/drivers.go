@@ -9,6 +9,7 @@ import (
 	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/reader/hid"
 	"github.com/punchclock/punchclock/reader/keypad"
+	"github.com/punchclock/punchclock/reader/osdp"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 	"github.com/punchclock/punchclock/reader/wiegand"
 )
@@ -16,6 +17,7 @@ import (
 // All lists every driver, in the order the documentation lists them.
 var All = []reader.Driver{
 	rdm6300.Driver,
+	osdp.Driver,
 	wiegand.Driver,
 	keypad.Driver,
 	hid.Driver,

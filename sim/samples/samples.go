@@ -47,6 +47,18 @@ var Samples = []Sample{
 		Wire:       14 * 10 * time.Second / 9600, // 14 bytes, 8N1, 9600 baud
 	},
 	{
+		Name: "door", Driver: "osdp",
+		// The secure channel: without it OSDP sends card numbers in
+		// clear on the bus.
+		Table:      "driver = \"osdp\"\nport = \"%[1]s/dev/tty-rs485\"\naddress = 5\nscbk = \"303132333435363738393A3B3C3D3E3F\"\n",
+		Present:    []string{"card door 77:31337"},
+		Credential: `{"type": "card", "value": "77:31337"}`,
+		// An osdp_RAW reply of a 26-bit card with its MAC, at 9600 baud,
+		// after the poll that fetched it.
+		Wire:   32 * 10 * time.Second / 9600,
+		Polled: true,
+	},
+	{
 		Name: "gate", Driver: "wiegand",
 		Table:      "driver = \"wiegand\"\nd0_pin = \"GPIO5\"\nd1_pin = \"GPIO6\"\nchip = \"sim:%[1]s/dev/gpio-gate.sock\"\n",
 		Present:    []string{"wiegand gate 26 123 45678"},

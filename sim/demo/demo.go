@@ -52,7 +52,11 @@ const roster = `{"version": 1, "employees": [
  {"id": "E102", "name": "Chris Peeters", "payroll_no": "1003", "department": "Kassa",
   "credentials": [{"type": "card", "value": "1F00ABCDEF"}]},
  {"id": "E103", "name": "Dana Smit", "payroll_no": "1004", "department": "Kassa",
-  "valid_until": "2024-12-31", "credentials": [{"type": "card", "value": "2200C0FFEE"}]}]}`
+  "valid_until": "2024-12-31", "credentials": [{"type": "card", "value": "2200C0FFEE"}]},
+ {"id": "E104", "name": "Eva Mertens", "payroll_no": "1005", "department": "Kassa",
+  "credentials": [{"type": "pin", "value": "2580"}]},
+ {"id": "E105", "name": "Gus Willems", "payroll_no": "1006", "department": "Magazijn",
+  "credentials": [{"type": "card", "value": "123:45678"}]}]}`
 
 // step is one line of the demo's day: a scenario line for the readers'
 // twins (see sim.Script) and what it shows.
@@ -62,6 +66,9 @@ type step struct {
 
 var day = []step{
 	{"card front 0A00123456", "Anna arrives"},
+	{"keys pad 2580#", "Eva arrives: she types her PIN on the keypad"},
+	{"wiegand gate 26 123 45678", "Gus arrives at the gate's Wiegand reader (facility 123, card 45678)"},
+	{"keys pad 1111#", "someone types a wrong PIN"},
 	{"card front 0A00123457", "Bram arrives (enrolled by the number printed on his card)"},
 	{"card front 0B0BADCAFE", "a visitor tries an unknown card"},
 	{"raw front 17A06E6F697365FF025A", "electrical noise on the reader's line"},
@@ -71,6 +78,8 @@ var day = []step{
 	{"card back 0A00123457", "Bram leaves by the back door (exit-only reader)"},
 	{"card back 0A00123457", "Bram badges out again by mistake"},
 	{"card front 1F00ABCDEF", "Chris leaves"},
+	{"keys pad 2580#", "Eva leaves"},
+	{"wiegand gate 26 123 45678", "Gus leaves by the gate"},
 }
 
 // readers are the demo terminal's readers: their config tables (%[1]s is
@@ -87,9 +96,23 @@ name = "back"
 driver = "rdm6300"
 port = "%[1]s/dev/tty-back"
 direction = "out"
+
+[[readers]]
+name = "pad"
+driver = "keypad"
+rows = ["GPIO5", "GPIO6", "GPIO13", "GPIO19"]
+cols = ["GPIO12", "GPIO16", "GPIO20"]
+chip = "sim:%[1]s/dev/gpio-pad.sock"
+
+[[readers]]
+name = "gate"
+driver = "wiegand"
+d0_pin = "GPIO5"
+d1_pin = "GPIO6"
+chip = "sim:%[1]s/dev/gpio-gate.sock"
 `
 
-const wantShifts = 3
+const wantShifts = 5
 
 // Run plays the demo and returns nil when every expected shift arrived.
 func Run(ctx context.Context, o Options) error {

@@ -391,6 +391,7 @@ type session struct {
 	pkts chan stamped
 	perr chan error
 	err  error // the port failure that ends the session
+	late bool  // a command timed out: its ack may still come
 }
 
 // session talks to the sensor on port until the port fails or ctx is
@@ -422,10 +423,10 @@ func (r *Reader) session(ctx context.Context, port Port, q *queue) (gotData bool
 
 	for {
 		if r.needInit {
-			if err := s.init(ctx); err != nil && !errors.Is(err, ErrTimeout) && s.err == nil && ctx.Err() == nil {
-				// The sensor answered but refused (a wrong password):
-				// retrying at polling pace would only fill the log.
-				r.log.Error("sensor initialisation failed", "err", err)
+			var se *SensorError
+			if err := s.init(ctx); errors.As(err, &se) && se.Code == ConfWrongPwd {
+				// Retrying at polling pace would only fill the log.
+				r.log.Error("sensor refuses the password", "err", err)
 				if !r.waitServing(ctx, r.opt.MaxBackoff, s) {
 					return false, ctx.Err()
 				}
@@ -523,6 +524,13 @@ func (s *session) exchange(ctx context.Context, payload ...byte) (stamped, error
 	if s.err != nil {
 		return stamped{}, s.err
 	}
+	if s.late {
+		// The command that timed out may still be answered: let that
+		// ack come and go first, or it would pass for this one's.
+		if err := s.settle(ctx); err != nil {
+			return stamped{}, err
+		}
+	}
 	// Nothing valid is in flight between commands: finish off any
 	// partial packet and forget late acks.
 	r.expire(s.pkts)
@@ -563,11 +571,35 @@ func (s *session) exchange(ctx context.Context, payload ...byte) (stamped, error
 			}
 			r.timeouts.Add(1)
 			r.needInit = true
+			s.late = true
 			r.silent++
 			if r.silent == 1 {
 				r.log.Warn("sensor does not answer", "cmd", fmt.Sprintf("0x%02X", cmd))
 			}
 			return stamped{}, fmt.Errorf("r30x: reader %q: command 0x%02X: %w", r.opt.Name, cmd, ErrTimeout)
+		}
+	}
+}
+
+// settle waits for the ack of a command that timed out, up to
+// AckTimeout, and discards it.
+func (s *session) settle(ctx context.Context) error {
+	timer := s.r.opt.After(s.r.opt.AckTimeout)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.perr:
+			s.err = err
+			return err
+		case p := <-s.pkts:
+			if p.PID == PIDAck {
+				s.late = false
+				return nil
+			}
+		case <-timer:
+			s.late = false
+			return nil
 		}
 	}
 }
@@ -714,7 +746,8 @@ func (s *session) serve(req request) {
 
 // Enroll takes two captures of one finger, merges them and stores the
 // template at the lowest free page, which it returns. It waits up to
-// FingerTimeout for each placing and for the lift between. It runs on
+// FingerTimeout for each placing and for the lift between (and first,
+// for a finger reported as a punch to leave the sensor). It runs on
 // Run's goroutine (polling pauses meanwhile); the captures are not Reads.
 func (r *Reader) Enroll(ctx context.Context) (int, error) {
 	res := r.call(ctx, request{ctx: ctx, enroll: true})
@@ -749,6 +782,14 @@ func (r *Reader) call(ctx context.Context, req request) result {
 
 func (s *session) enroll(ctx context.Context) (int, error) {
 	r := s.r
+	// A finger reported as a punch and still resting on the sensor is
+	// not the one to enrol: wait until the sensor is clear.
+	if r.fingerDown {
+		if err := s.waitLift(ctx); err != nil {
+			return 0, err
+		}
+		r.fingerDown = false
+	}
 	if err := s.capture(ctx, 1); err != nil {
 		return 0, err
 	}

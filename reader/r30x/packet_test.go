@@ -235,10 +235,10 @@ func TestEncodeTooLong(t *testing.T) {
 	}
 }
 
-// FuzzFramer: no panic on any input; every packet emitted is valid and
+// FuzzPackets: no panic on any input; every packet emitted is valid and
 // appears in the input byte for byte; splitting the input anywhere
 // changes nothing.
-func FuzzFramer(f *testing.F) {
+func FuzzPackets(f *testing.F) {
 	for _, v := range vectors {
 		f.Add(unhex(f, v.wire), uint16(3))
 	}

@@ -557,6 +557,7 @@ func (s *session) exchange(ctx context.Context, payload ...byte) (stamped, error
 	for {
 		select {
 		case <-ctx.Done():
+			s.late = true // abandoned, not unanswered
 			return stamped{}, ctx.Err()
 		case err := <-s.perr:
 			s.err = err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -470,5 +471,37 @@ func TestTwinCommandErrors(t *testing.T) {
 	}
 	if echo := g.do("lift"); echo != "finger lifted" {
 		t.Errorf("lift echo %q", echo)
+	}
+}
+
+// Run, the twin and their goroutines are all gone once Run has returned
+// and the twin is closed, after a read, an enrolment attempt and an
+// unplug/replug.
+func TestNoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("work", func(t *testing.T) {
+		g := newRig(t, func(o *r30x.Options, _ *r30x.TwinOptions) { o.FingerTimeout = 50 * time.Millisecond })
+		g.do("store", "1")
+		g.do("finger", "1")
+		g.expect("1", r30x.DefaultTwinScore)
+		if _, err := g.r.Enroll(t.Context()); !errors.Is(err, r30x.ErrNoFinger) {
+			t.Errorf("Enroll = %v", err)
+		}
+		if err := g.twin.Unplug(); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.twin.Replug(); err != nil {
+			t.Fatal(err)
+		}
+		g.do("finger", "1")
+		g.expect("1", r30x.DefaultTwinScore)
+	})
+	deadline := time.Now().Add(within)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

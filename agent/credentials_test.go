@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -157,5 +158,68 @@ func TestAgentIndicatesOnTheReader(t *testing.T) {
 	if len(st) != 3 || st[0].Driver != "rdm6300" || !strings.Contains(st[0].State, "line") {
 		t.Errorf("reader status %+v", st)
 	}
-	_ = context.Background
+}
+
+// enrollerReader is a fingerprint sensor that records what it is asked
+// to erase.
+type enrollerReader struct {
+	chanReader
+	mu     sync.Mutex
+	erased [][]int
+	fail   bool
+}
+
+func (r *enrollerReader) Enroll(ctx context.Context) (int, error) { return 9, nil }
+
+func (r *enrollerReader) Erase(ctx context.Context, pages []int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return context.DeadlineExceeded
+	}
+	r.erased = append(r.erased, pages)
+	return nil
+}
+
+func (r *enrollerReader) erasures() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]int(nil), r.erased...)
+}
+
+// A new roster that no longer gives anyone a page erases it from the
+// sensor; a page given again, or one no roster ever named, is kept.
+func TestAgentErasesFingerprintsTheRosterDrops(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	os.WriteFile(cfg.RosterFile, []byte(`{"version": 1, "employees": [
+ {"id": "A", "credentials": [{"type": "fingerprint", "value": "5"}, {"type": "fingerprint", "value": "6"}]},
+ {"id": "B", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "7"}]}]}`), 0o644)
+	sensor := &enrollerReader{chanReader: chanReader{name: "tog", reads: make(chan reader.Read)}}
+	h := startAgent(t, cfg, func(o *Options) {
+		for i, r := range o.Readers {
+			if r.Name() == "tog" {
+				o.Readers[i] = sensor
+			}
+		}
+	})
+	// Version 2: A keeps 6, loses 5; B moves from 7 to 8; page 9 (a
+	// fresh enrolment) was never named.
+	h.a.applyRoster([]byte(`{"version": 2, "employees": [
+ {"id": "A", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "6"}]},
+ {"id": "B", "credentials": [{"type": "fingerprint", "value": "8"}]}]}`), "test")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sensor.erasures()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := sensor.erasures(); len(got) != 1 || fmt.Sprint(got[0]) != "[5 7]" {
+		t.Fatalf("erased %v, want [[5 7]]", got)
+	}
+	// Enrolment needs consent: B lost it in version 2.
+	if _, err := h.a.Enroll(t.Context(), "tog", "B"); !errors.Is(err, ErrNoConsent) {
+		t.Errorf("enroll without consent: %v", err)
+	}
+	if _, err := h.a.Enroll(t.Context(), "in", "A"); err == nil || !strings.Contains(err.Error(), "does not enrol") {
+		t.Errorf("enroll at a card reader: %v", err)
+	}
 }

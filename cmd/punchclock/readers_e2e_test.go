@@ -36,6 +36,8 @@ func mixedRoster() string {
 	for i, s := range samples.Samples {
 		emps = append(emps, fmt.Sprintf(`{"id": "E%d", "payroll_no": "20%02d", "biometric_consent": true, "credentials": [%s]}`, i+1, i+1, s.Credential))
 	}
+	// E99 has not consented to biometrics.
+	emps = append(emps, `{"id": "E99", "payroll_no": "2099", "credentials": []}`)
 	return `{"version": 7, "employees": [` + strings.Join(emps, ",\n") + `]}`
 }
 
@@ -101,6 +103,9 @@ func TestE2EEveryReaderKind(t *testing.T) {
 		ev := evs[i]
 		if emp := fmt.Sprintf("E%d", i+1); ev.Reader != k.Name || ev.EmployeeID != emp || ev.Decision != punch.Accepted {
 			t.Errorf("driver %s: event %+v, want %s accepted", k.Driver, ev, emp)
+		}
+		if fp := ev.CredentialType == "fingerprint"; fp != (ev.Score != nil) || fp && *ev.Score <= 0 {
+			t.Errorf("driver %s: score %v on a %s event", k.Driver, ev.Score, ev.CredentialType)
 		}
 	}
 	// The OSDP reader's own LED turned green and its buzzer sounded for
@@ -190,4 +195,54 @@ func checkNoSecret(t *testing.T, dir, log string, msgs []testbroker.Message) {
 	if json.Unmarshal(out, &st) != nil || bytes.Contains(out, []byte(secretPIN)) {
 		t.Errorf("status: %s", out)
 	}
+}
+
+// punchclock enroll through the running agent: refused without consent
+// (exit non-zero, saying so); with consent the sensor stores a template
+// at its lowest free page, the command prints it and exits 0, and the
+// enrolment is published for the HR side.
+func TestE2EEnrolFingerprint(t *testing.T) {
+	b := testbroker.Start(t)
+	sub := b.Subscribe(t, "punchclock/door-1/enrolments")
+	dir, cfgPath, twins := mixedTerminal(t, b.URL(), "")
+	tm := &terminal{t: t, dir: dir, config: cfgPath}
+	tm.start()
+	play(t, twins, "store finger 0 1 2 4") // pages taken by enrolments made before
+
+	out, err := exec.Command(binary, "enroll", "-config", cfgPath, "-reader", "finger", "-employee", "E99").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "biometric_consent") || !strings.Contains(string(out), "refused") {
+		t.Fatalf("enroll without consent: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "enroll", "-config", cfgPath, "-reader", "door", "-employee", "E1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "does not enrol fingerprints") {
+		t.Fatalf("enroll at a card reader: %v\n%s", err, out)
+	}
+
+	// The person puts a finger on the sensor twice while the command
+	// waits.
+	cmd := exec.Command(binary, "enroll", "-config", cfgPath, "-reader", "finger", "-employee", "E1")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	play(t, twins, "enrollfinger finger")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("enroll: %v\n%s\nagent log:\n%s", err, buf.String(), tm.logText())
+	}
+	if !strings.Contains(buf.String(), "page 3") {
+		t.Errorf("enroll output %q: want the lowest free page, 3", buf.String())
+	}
+	msgs := sub.WaitFor(t, 1, 10*time.Second)
+	var en struct {
+		EmployeeID string `json:"employee_id"`
+		Reader     string
+		Credential struct{ Type, Value string }
+	}
+	if err := json.Unmarshal(msgs[0].Payload, &en); err != nil || en.EmployeeID != "E1" || en.Reader != "finger" ||
+		en.Credential.Type != "fingerprint" || en.Credential.Value != "3" {
+		t.Errorf("enrolment published: %s (%v)", msgs[0].Payload, err)
+	}
+	tm.stop()
 }

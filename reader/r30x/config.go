@@ -3,7 +3,6 @@ package r30x
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 
 	"github.com/punchclock/punchclock/reader"
@@ -96,18 +95,7 @@ func (c *Config) New(env reader.Env) (reader.Reader, error) {
 		return nil, err
 	}
 	port, baud := c.Port, c.Baud
-	opt.Open = func() (Port, error) {
-		p, err := serialport.Open(port, baud)
-		if err != nil {
-			return nil, err
-		}
-		rw, ok := p.(io.ReadWriteCloser)
-		if !ok { // reader/serialport's port is a *serial.Port, which writes
-			p.Close()
-			return nil, fmt.Errorf("r30x: %s: the serial port cannot be written", port)
-		}
-		return rw, nil
-	}
+	opt.Open = func() (Port, error) { return serialport.Open(port, baud) }
 	opt.Logger = env.Logger
 	opt.Now = env.Now
 	return NewReader(opt), nil

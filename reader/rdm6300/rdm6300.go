@@ -315,6 +315,9 @@ func (r *Reader) deliver(ctx context.Context, mu *sync.Mutex, queue *[]reader.Re
 func (r *Reader) pump(ctx context.Context, port Port, emit func(reader.Read), got func()) error {
 	onFrame := func(v string) {
 		now := r.cfg.Now()
+		// Counters first, so that whoever has the Read sees its frame
+		// counted.
+		r.publish()
 		if r.fold(v, now) {
 			// Counted when decided, so that Stats includes a Read
 			// still on its way to the consumer.

@@ -47,6 +47,16 @@ var Samples = []Sample{
 		Wire:       14 * 10 * time.Second / 9600, // 14 bytes, 8N1, 9600 baud
 	},
 	{
+		Name: "finger", Driver: "r30x",
+		Table:      "driver = \"r30x\"\nport = \"%[1]s/dev/tty-finger\"\n",
+		Present:    []string{"store finger 17", "finger finger 17 hold 150ms"}, // the template at page 17, then the finger
+		Credential: `{"type": "fingerprint", "value": "17"}`,
+		// The Search reply (16 bytes) at 57600 baud, after GenImg's and
+		// Img2Tz's.
+		Wire:   3 * 12 * 10 * time.Second / 57600,
+		Polled: true,
+	},
+	{
 		Name: "door", Driver: "osdp",
 		// The secure channel: without it OSDP sends card numbers in
 		// clear on the bus.

@@ -56,7 +56,9 @@ const roster = `{"version": 1, "employees": [
  {"id": "E104", "name": "Eva Mertens", "payroll_no": "1005", "department": "Kassa",
   "credentials": [{"type": "pin", "value": "2580"}]},
  {"id": "E105", "name": "Gus Willems", "payroll_no": "1006", "department": "Magazijn",
-  "credentials": [{"type": "card", "value": "123:45678"}]}]}`
+  "credentials": [{"type": "card", "value": "123:45678"}]},
+ {"id": "E106", "name": "Finn Claes", "payroll_no": "1007", "department": "Magazijn", "biometric_consent": true,
+  "credentials": [{"type": "fingerprint", "value": "17"}]}]}`
 
 // step is one line of the demo's day: a scenario line for the readers'
 // twins (see sim.Script) and what it shows.
@@ -65,7 +67,9 @@ type step struct {
 }
 
 var day = []step{
+	{"store finger 17", "(the sensor holds Finn's template at page 17: he enrolled last week)"},
 	{"card front 0A00123456", "Anna arrives"},
+	{"finger finger 17", "Finn arrives: he puts his finger on the sensor"},
 	{"keys pad 2580#", "Eva arrives: she types her PIN on the keypad"},
 	{"wiegand gate 26 123 45678", "Gus arrives at the gate's Wiegand reader (facility 123, card 45678)"},
 	{"keys pad 1111#", "someone types a wrong PIN"},
@@ -80,6 +84,8 @@ var day = []step{
 	{"card front 1F00ABCDEF", "Chris leaves"},
 	{"keys pad 2580#", "Eva leaves"},
 	{"wiegand gate 26 123 45678", "Gus leaves by the gate"},
+	{"finger finger nomatch", "a finger the sensor does not know"},
+	{"finger finger 17", "Finn leaves"},
 }
 
 // readers are the demo terminal's readers: their config tables (%[1]s is
@@ -105,6 +111,11 @@ cols = ["GPIO12", "GPIO16", "GPIO20"]
 chip = "sim:%[1]s/dev/gpio-pad.sock"
 
 [[readers]]
+name = "finger"
+driver = "r30x"
+port = "%[1]s/dev/tty-finger"
+
+[[readers]]
 name = "gate"
 driver = "wiegand"
 d0_pin = "GPIO5"
@@ -112,7 +123,7 @@ d1_pin = "GPIO6"
 chip = "sim:%[1]s/dev/gpio-gate.sock"
 `
 
-const wantShifts = 5
+const wantShifts = 6
 
 // Run plays the demo and returns nil when every expected shift arrived.
 func Run(ctx context.Context, o Options) error {

@@ -57,11 +57,12 @@ func testRun(t *testing.T, broker string) {
 	}
 	// Chris's shift arrives twice: refused by the payroll system, then
 	// replayed unchanged.
-	if n := count("SHIFT  |"); n != 6 {
-		t.Errorf("%d SHIFT lines, want 6", n)
+	if n := count("SHIFT  |"); n != 7 {
+		t.Errorf("%d SHIFT lines, want 7", n)
 	}
-	// E104 by PIN on the keypad, E105 by a Wiegand card at the gate.
-	for who, want := range map[string]int{"E100": 1, "E101": 1, "E102": 2, "E104": 1, "E105": 1} {
+	// E104 by PIN on the keypad, E105 by a Wiegand card at the gate, E106
+	// by finger.
+	for who, want := range map[string]int{"E100": 1, "E101": 1, "E102": 2, "E104": 1, "E105": 1, "E106": 1} {
 		if n := count("SHIFT  |", who); n != want {
 			t.Errorf("%d shifts of %s, want %d", n, who, want)
 		}
@@ -76,22 +77,23 @@ func testRun(t *testing.T, broker string) {
 		t.Errorf("no replay line")
 	}
 	for _, c := range []struct{ reader, reason string }{
-		{"front", "unknown_credential"}, // the visitor's card
-		{"front", "outside_contract"},   // Dana, whose contract ended
-		{"back", "double_out"},          // Bram badging out twice
-		{"pad", "unknown_credential"},   // a wrong PIN
+		{"front", "unknown_credential"},  // the visitor's card
+		{"front", "outside_contract"},    // Dana, whose contract ended
+		{"back", "double_out"},           // Bram badging out twice
+		{"pad", "unknown_credential"},    // a wrong PIN
+		{"finger", "unknown_credential"}, // a finger the sensor does not know
 	} {
 		if n := count("event  |", c.reader, "denied", c.reason); n != 1 {
 			t.Errorf("%d events denied %s at %s, want 1", n, c.reason, c.reader)
 		}
 	}
-	if n := count("event  |", "denied"); n != 4 {
-		t.Errorf("%d denied events, want 4", n)
+	if n := count("event  |", "denied"); n != 5 {
+		t.Errorf("%d denied events, want 5", n)
 	}
 	if want := map[string]string{"mosquitto": "Debian's mosquitto", "embedded": "embedded mochi-mqtt"}[broker]; !strings.Contains(firstLine(text, "demo   | broker:"), want) {
 		t.Errorf("broker line %q does not name %s", firstLine(text, "demo   | broker:"), want)
 	}
-	if !strings.Contains(text, "demo   | done: 5 shifts arrived") {
+	if !strings.Contains(text, "demo   | done: 6 shifts arrived") {
 		t.Errorf("no done line")
 	}
 	if t.Failed() {

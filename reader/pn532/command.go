@@ -54,11 +54,12 @@ var (
 	// mode), P70_IRQ used: D4 14 01 14 01. It also takes a PN532 out of
 	// LowVbat after power-up.
 	SAMConfiguration = Command(CmdSAMConfiguration, SAMNormal, 0x14, 0x01)
-	// RFConfiguration MaxRetries: ATR 0xFF (default), PSL 0x01
-	// (default), passive activation 0x01 instead of 0xFF (forever), so
-	// that InListPassiveTarget answers "no target" within milliseconds
-	// instead of waiting for a card.
-	RFMaxRetries = Command(CmdRFConfiguration, RFCfgMaxRetries, 0xFF, 0x01, 0x01)
+	// RFConfiguration MaxRetries: ATR 0xFF, PSL 0x01 and passive
+	// activation 0xFF (the power-up defaults, set explicitly): with
+	// passive activation retried forever, InListPassiveTarget answers
+	// only when a card is in the field, so an idle reader costs one
+	// exchange per listen window rather than one per poll.
+	RFMaxRetries = Command(CmdRFConfiguration, RFCfgMaxRetries, 0xFF, 0x01, 0xFF)
 	// InListPassiveTarget MaxTg 1, BrTy 106 kbps type A: D4 4A 01 00.
 	InListPassiveTarget = Command(CmdInListPassiveTarget, 0x01, BrTy106A)
 )

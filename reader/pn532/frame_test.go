@@ -36,9 +36,9 @@ const (
 	vSAMCmd = "00 00 FF 05 FB D4 14 01 14 01 02 00"
 	// Its response D5 15: D5+15 = EA, DCS 16.
 	vSAMResp = "00 00 FF 02 FE D5 15 16 00"
-	// RFConfiguration MaxRetries FF 01 01: LEN 06; D4+32+05+FF+01+01 =
-	// 20C, DCS F4.
-	vRFCmd  = "00 00 FF 06 FA D4 32 05 FF 01 01 F4 00"
+	// RFConfiguration MaxRetries FF 01 FF: LEN 06; D4+32+05+FF+01+FF =
+	// 30A, DCS F6.
+	vRFCmd  = "00 00 FF 06 FA D4 32 05 FF 01 FF F6 00"
 	vRFResp = "00 00 FF 02 FE D5 33 F8 00" // D5+33 = 108, DCS F8
 	// InListPassiveTarget MaxTg 1, BrTy 00: LEN 04, LCS FC; D4+4A+01+00
 	// = 11F, DCS E1.
@@ -86,7 +86,7 @@ var framerCases = []framerCase{
 	{name: "GetFirmwareVersion response", in: vGetFirmwareResp, want: []Frame{info(0xD5, "03 32 01 06 07")}},
 	{name: "SAMConfiguration command", in: vSAMCmd, want: []Frame{info(0xD4, "14 01 14 01")}},
 	{name: "SAMConfiguration response", in: vSAMResp, want: []Frame{info(0xD5, "15")}},
-	{name: "RFConfiguration", in: vRFCmd + vRFResp, want: []Frame{info(0xD4, "32 05 FF 01 01"), info(0xD5, "33")}},
+	{name: "RFConfiguration", in: vRFCmd + vRFResp, want: []Frame{info(0xD4, "32 05 FF 01 FF"), info(0xD5, "33")}},
 	{name: "InListPassiveTarget command", in: vInListCmd, want: []Frame{info(0xD4, "4A 01 00")}},
 	{name: "InListPassiveTarget no target", in: vInListNone, want: []Frame{info(0xD5, "4B 00")}},
 	{name: "InListPassiveTarget 4-byte UID", in: vInList4, want: []Frame{info(0xD5, "4B 01 01 00 04 08 04 DE AD BE EF")}},

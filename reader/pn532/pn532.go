@@ -7,6 +7,13 @@
 // card in upper-case hex. A card held in the field answers every poll;
 // the driver folds those answers into one presentation.
 //
+// The module is told to retry passive activation forever, so a poll is
+// answered only when a card is there: the driver listens for up to
+// PollWait, then aborts the command (an ACK frame) and issues it again.
+// An idle reader thus costs one short exchange per PollWait, and a card
+// is reported as soon as the module sees it. The ACK to each poll shows
+// that the module is alive.
+//
 // A PN532 that stops answering (reset, brown-out, cable) is re-initialised
 // on the next poll; after reader.OfflineAfter without any answer the
 // reader is offline until it answers again.
@@ -40,11 +47,15 @@ const (
 	DefaultRepeatWindow = 500 * time.Millisecond
 	DefaultMinBackoff   = 100 * time.Millisecond
 	DefaultMaxBackoff   = 5 * time.Second
-	// DefaultPollInterval is the pause between two InListPassiveTarget
-	// polls: short enough that a card is read within a tenth of a second
-	// or so, long enough that an idle reader costs next to no CPU. It is
+	// DefaultPollWait is how long one InListPassiveTarget waits for a
+	// card before the driver aborts and reissues it. It bounds how long
+	// a reset or vanished module goes unnoticed.
+	DefaultPollWait = time.Second
+	// DefaultPollInterval is the pause after a poll that was answered
+	// (a card, or a module that answers "no target" at once) before the
+	// next: a card held in the field is seen again every interval. It is
 	// shortened to half the repeat window if that is smaller, so that a
-	// card held in the field is seen within every window.
+	// held card is seen within every window.
 	DefaultPollInterval = 100 * time.Millisecond
 	// DefaultAckTimeout: a PN532 acknowledges a command within a few
 	// milliseconds at any HSU rate.
@@ -98,6 +109,7 @@ type Options struct {
 	// delivered data starts again at MinBackoff.
 	MinBackoff, MaxBackoff time.Duration
 
+	PollWait        time.Duration // default DefaultPollWait
 	PollInterval    time.Duration // default DefaultPollInterval
 	AckTimeout      time.Duration // default DefaultAckTimeout
 	ResponseTimeout time.Duration // default DefaultResponseTimeout
@@ -151,6 +163,9 @@ func New(opt Options) *Reader {
 	if opt.MaxBackoff == 0 {
 		opt.MaxBackoff = DefaultMaxBackoff
 	}
+	if opt.PollWait == 0 {
+		opt.PollWait = DefaultPollWait
+	}
 	if opt.PollInterval == 0 {
 		opt.PollInterval = DefaultPollInterval
 	}
@@ -183,7 +198,7 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: reader %q: RepeatWindow %v is negative", ErrConfig, o.Name, o.RepeatWindow)
 	case o.MinBackoff <= 0 || o.MaxBackoff < o.MinBackoff:
 		return fmt.Errorf("%w: reader %q: backoff %v..%v is not a positive range", ErrConfig, o.Name, o.MinBackoff, o.MaxBackoff)
-	case o.PollInterval < 0 || o.AckTimeout < 0 || o.ResponseTimeout < 0 || o.RetryInterval < 0:
+	case o.PollWait < 0 || o.PollInterval < 0 || o.AckTimeout < 0 || o.ResponseTimeout < 0 || o.RetryInterval < 0:
 		return fmt.Errorf("%w: reader %q: negative interval or timeout", ErrConfig, o.Name)
 	}
 	return nil
@@ -416,18 +431,21 @@ func (s *session) run(ctx context.Context) error {
 				continue
 			}
 		}
-		if err := s.poll(ctx); err != nil {
-			if fatal(ctx, err) {
-				return err
-			}
-			if errors.Is(err, ErrTimeout) || errors.Is(err, ErrSyntax) {
-				r.log.Warn("module stopped answering; re-initialising", "err", err)
-				needInit = true
-				continue
-			}
+		err := s.poll(ctx)
+		r.noteState()
+		switch {
+		case errors.Is(err, errNoCard):
+			continue // aborted after PollWait: listen again at once
+		case err == nil:
+		case fatal(ctx, err):
+			return err
+		case errors.Is(err, ErrTimeout) || errors.Is(err, ErrSyntax):
+			r.log.Warn("module stopped answering; re-initialising", "err", err)
+			needInit = true
+			continue
+		default:
 			r.log.Debug("poll", "err", err)
 		}
-		r.noteState()
 		if err := r.opt.Wait(ctx, r.opt.PollInterval); err != nil {
 			return err
 		}
@@ -442,14 +460,14 @@ func fatal(ctx context.Context, err error) bool {
 
 // init wakes the module and configures it: wake-up preamble and
 // SAMConfiguration (normal mode) in one write, GetFirmwareVersion, and
-// RFConfiguration MaxRetries so that polls do not wait for a card.
+// RFConfiguration MaxRetries so that a poll waits for a card.
 func (s *session) init(ctx context.Context) error {
 	r := s.r
 	wake := append(append([]byte(nil), WakeUp...), SAMConfiguration...)
-	if _, err := s.exchange(ctx, wake, CmdSAMConfiguration); err != nil {
+	if _, err := s.exchange(ctx, wake, CmdSAMConfiguration, 0); err != nil {
 		return fmt.Errorf("pn532: reader %q: SAMConfiguration: %w", r.opt.Name, err)
 	}
-	data, err := s.exchange(ctx, GetFirmwareVersion, CmdGetFirmwareVersion)
+	data, err := s.exchange(ctx, GetFirmwareVersion, CmdGetFirmwareVersion, 0)
 	if err != nil {
 		return fmt.Errorf("pn532: reader %q: GetFirmwareVersion: %w", r.opt.Name, err)
 	}
@@ -462,18 +480,24 @@ func (s *session) init(ctx context.Context) error {
 		return fmt.Errorf("%w: reader %q: %v", ErrNotPN532, r.opt.Name, fw)
 	}
 	r.firmware.Store(fw)
-	if _, err := s.exchange(ctx, RFMaxRetries, CmdRFConfiguration); err != nil {
+	if _, err := s.exchange(ctx, RFMaxRetries, CmdRFConfiguration, 0); err != nil {
 		return fmt.Errorf("pn532: reader %q: RFConfiguration: %w", r.opt.Name, err)
 	}
 	r.log.Info("PN532 initialised", "firmware", fw.String())
 	return nil
 }
 
+// errNoCard: a poll saw no card within PollWait and was aborted.
+var errNoCard = errors.New("pn532: no card")
+
 // poll lists at most one ISO 14443A target and reports a new
 // presentation.
 func (s *session) poll(ctx context.Context) error {
 	r := s.r
-	data, err := s.exchange(ctx, InListPassiveTarget, CmdInListPassiveTarget)
+	data, err := s.exchange(ctx, InListPassiveTarget, CmdInListPassiveTarget, r.opt.PollWait)
+	if errors.Is(err, errNoCard) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("pn532: reader %q: InListPassiveTarget: %w", r.opt.Name, err)
 	}
@@ -499,7 +523,11 @@ func (s *session) poll(ctx context.Context) error {
 // ResponseTimeout for the response (a response whose ACK was lost is
 // taken too). On a timeout it sends an ACK, which makes the PN532 abort
 // the command, and gives up on any partial frame.
-func (s *session) exchange(ctx context.Context, req []byte, cmd byte) ([]byte, error) {
+//
+// A listen > 0 is a poll that may wait that long after its ACK: when it
+// passes, the command is aborted and exchange returns errNoCard, which
+// is no timeout.
+func (s *session) exchange(ctx context.Context, req []byte, cmd byte, listen time.Duration) ([]byte, error) {
 	r := s.r
 	for drained := false; !drained; { // stale frames belong to an earlier command
 		select {
@@ -526,7 +554,11 @@ func (s *session) exchange(ctx context.Context, req []byte, cmd byte) ([]byte, e
 			case KindACK:
 				if !acked {
 					acked = true
-					t.Reset(r.opt.ResponseTimeout)
+					if listen > 0 {
+						t.Reset(listen)
+					} else {
+						t.Reset(r.opt.ResponseTimeout)
+					}
 				}
 			case KindError:
 				return nil, ErrSyntax
@@ -536,10 +568,14 @@ func (s *session) exchange(ctx context.Context, req []byte, cmd byte) ([]byte, e
 				}
 			}
 		case <-t.C:
-			r.timeouts.Add(1)
+			// The ACK makes the PN532 abort the command.
 			if _, err := s.port.Write(ACK); err != nil {
 				return nil, &portError{fmt.Errorf("pn532: reader %q: write: %w", r.opt.Name, err)}
 			}
+			if acked && listen > 0 {
+				return nil, errNoCard
+			}
+			r.timeouts.Add(1)
 			r.fmu.Lock()
 			r.framer.Flush(s.onFrame)
 			r.publishLocked()

@@ -78,6 +78,7 @@ func newRig(t *testing.T, mod func(*Options)) *rig {
 		},
 		RepeatWindow:    testWindow,
 		Now:             g.clock.Now,
+		PollWait:        200 * time.Millisecond,
 		PollInterval:    20 * time.Millisecond,
 		AckTimeout:      time.Second,
 		ResponseTimeout: time.Second,

@@ -237,7 +237,7 @@ func TestExchangeTimeoutAfterACK(t *testing.T) {
 		got <- append([]byte(nil), buf[:n]...)
 		mod.Close()
 	})
-	_, err := s.exchange(ctx, GetFirmwareVersion, CmdGetFirmwareVersion)
+	_, err := s.exchange(ctx, GetFirmwareVersion, CmdGetFirmwareVersion, 0)
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("exchange = %v, want ErrTimeout", err)
 	}

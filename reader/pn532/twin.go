@@ -38,7 +38,12 @@ var TwinFirmware = Firmware{IC: ICPN532, Ver: 1, Rev: 6, Support: 0x07}
 // Like the module, it sleeps after power-up or a reset and ignores
 // everything until a 0x55 byte (the HSU wake-up preamble) arrives; until
 // SAMConfiguration it answers only GetFirmwareVersion and
-// SAMConfiguration, and the error frame to the rest.
+// SAMConfiguration, and the error frame to the rest. With passive
+// activation retried forever (RFConfiguration MaxRetries, third byte
+// FF, the power-up default), InListPassiveTarget with no card in the
+// field is acknowledged and answered only when a card comes, or never if
+// the host aborts it (an ACK) or sends another command; with finite
+// retries it answers "no target" at once.
 //
 // Its scenario commands (Do; the reader's name is not among the args):
 //
@@ -76,6 +81,8 @@ type Twin struct {
 	uidUntil          time.Time
 	lastResp          []byte // for a NACK
 	counts            map[byte]int
+	retryForever      bool // MxRtyPassiveActivation is FF
+	listening         bool // an InListPassiveTarget waits for a card
 }
 
 var _ reader.Twin = (*Twin)(nil)
@@ -90,8 +97,9 @@ func NewTwin(link string, serial func(link string) (reader.SerialEnd, error)) *T
 // Path implements reader.Twin.
 func (t *Twin) Path() string { return t.link }
 
-// Commands returns how many times the twin has answered command code
-// cmd (e.g. CmdSAMConfiguration: how often the driver initialised it).
+// Commands returns how many times the twin has received command code
+// cmd while awake (e.g. CmdSAMConfiguration: how often the driver
+// initialised it).
 func (t *Twin) Commands(cmd byte) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -165,6 +173,7 @@ func (t *Twin) Close() error {
 
 func (t *Twin) powerUpLocked() {
 	t.awake, t.configured = false, false
+	t.retryForever, t.listening = true, false
 	t.lastResp = nil
 	t.framer.Reset()
 }
@@ -216,6 +225,7 @@ func (t *Twin) receive(end reader.SerialEnd, p []byte) {
 
 // answerLocked returns what the module sends for a frame from the host.
 func (t *Twin) answerLocked(fr Frame) [][]byte {
+	t.listening = false // answered, aborted (ACK) or superseded
 	switch fr.Kind {
 	case KindNACK:
 		if t.lastResp != nil {
@@ -228,12 +238,15 @@ func (t *Twin) answerLocked(fr Frame) [][]byte {
 	if fr.TFI != TFIHost || len(fr.Data) == 0 {
 		return [][]byte{ErrorFrame}
 	}
+	t.counts[fr.Data[0]]++
 	resp := t.respondLocked(fr.Data[0], fr.Data[1:])
+	if t.listening {
+		return [][]byte{ACK} // the response comes with a card
+	}
 	if resp == nil {
 		t.lastResp = ErrorFrame
 		return [][]byte{ACK, ErrorFrame}
 	}
-	t.counts[fr.Data[0]]++
 	frame, err := Encode(TFIPN532, resp)
 	if err != nil {
 		return [][]byte{ACK, ErrorFrame}
@@ -264,15 +277,22 @@ func (t *Twin) respondLocked(cmd byte, params []byte) []byte {
 		if len(params) < 1 {
 			return nil
 		}
+		if params[0] == RFCfgMaxRetries && len(params) == 4 {
+			t.retryForever = params[3] == 0xFF
+		}
 		return []byte{cmd + 1}
 	case CmdInListPassiveTarget:
 		if len(params) < 2 || params[0] < 1 || params[0] > 2 {
 			return nil
 		}
-		if params[1] != BrTy106A || !t.now().Before(t.uidUntil) {
-			return []byte{cmd + 1, 0x00}
+		if params[1] == BrTy106A && t.now().Before(t.uidUntil) {
+			return InListAnswer(t.uid)
 		}
-		return InListAnswer(t.uid)
+		if params[1] == BrTy106A && t.retryForever {
+			t.listening = true
+			return []byte{cmd + 1, 0x00} // not sent
+		}
+		return []byte{cmd + 1, 0x00}
 	case CmdInRelease:
 		return []byte{cmd + 1, 0x00}
 	}
@@ -292,6 +312,7 @@ func (t *Twin) Do(ctx context.Context, cmd string, args []string) (string, error
 		if len(args) != 0 {
 			return "", errors.New("usage: reset <reader>")
 		}
+		// The module forgets everything, a waiting poll included.
 		t.mu.Lock()
 		t.powerUpLocked()
 		t.mu.Unlock()
@@ -322,7 +343,19 @@ func (t *Twin) card(ctx context.Context, args []string) (string, error) {
 	t.mu.Lock()
 	t.uid = uid
 	t.uidUntil = t.now().Add(hold)
+	var resp []byte
+	if t.listening && !t.now().Before(t.silentUntil) {
+		// The waiting InListPassiveTarget finds the card.
+		t.listening = false
+		resp, _ = Encode(TFIPN532, InListAnswer(uid))
+		t.lastResp = resp
+	}
 	t.mu.Unlock()
+	if resp != nil {
+		if err := t.write(resp); err != nil {
+			return "", fmt.Errorf("card: %w", err)
+		}
+	}
 	timer := time.NewTimer(hold)
 	defer timer.Stop()
 	select {
@@ -346,6 +379,7 @@ func (t *Twin) silent(args []string) (string, error) {
 	}
 	t.mu.Lock()
 	t.silentUntil = t.now().Add(d)
+	t.listening = false // a waiting poll is never answered
 	t.mu.Unlock()
 	return fmt.Sprintf("silent %v", d), nil
 }

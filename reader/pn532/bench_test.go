@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -155,8 +156,13 @@ const helperEnv = "PN532_TWIN_LINK"
 
 // TestHelperTwin is BenchmarkIdleCPU's twin process: with PN532_TWIN_LINK
 // set it serves a twin at that link, answers each "polls" line on stdin
-// with the number of polls so far, and returns when stdin closes.
-// Without it, it checks nothing and passes.
+// with the number of polls so far, starts any other line as a scenario
+// command ("card 04A1B2C3D4E5F6 hold 10s"), and returns when stdin
+// closes and those have finished. Without it, it checks nothing and passes. It also serves a
+// twin for a manual check with libnfc:
+//
+//	PN532_TWIN_LINK=/tmp/ttyNFC go test -run '^TestHelperTwin$' ./reader/pn532
+//	LIBNFC_DEVICE=pn532_uart:/tmp/ttyNFC:115200 nfc-list -v
 func TestHelperTwin(t *testing.T) {
 	link := os.Getenv(helperEnv)
 	if link == "" {
@@ -167,9 +173,21 @@ func TestHelperTwin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer twin.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		fmt.Println(twin.Commands(CmdInListPassiveTarget))
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 0:
+		case f[0] == "polls":
+			fmt.Println(twin.Commands(CmdInListPassiveTarget))
+		default: // "card" waits for its hold: do not hold up the next line
+			wg.Go(func() {
+				echo, err := twin.Do(t.Context(), f[0], f[1:])
+				fmt.Fprintln(os.Stderr, echo, err)
+			})
+		}
 	}
 }
 

@@ -10,7 +10,12 @@ import (
 // Command codes (UM0701-02 §7). A response's code is its command's plus
 // one.
 const (
+	CmdDiagnose             = 0x00
 	CmdGetFirmwareVersion   = 0x02
+	CmdReadRegister         = 0x06
+	CmdWriteRegister        = 0x08
+	CmdSetParameters        = 0x12
+	CmdPowerDown            = 0x16
 	CmdSAMConfiguration     = 0x14
 	CmdRFConfiguration      = 0x32
 	CmdInListPassiveTarget  = 0x4A

@@ -31,9 +31,12 @@ var TwinFirmware = Firmware{IC: ICPN532, Ver: 1, Rev: 6, Support: 0x07}
 // pseudo-terminal and answers them as the module does, an ACK then the
 // response frame. It honours the commands the driver and libnfc's
 // nfc-list use to find an ISO 14443A card: GetFirmwareVersion,
-// SAMConfiguration, RFConfiguration, InListPassiveTarget (106 kbps type
-// A), InRelease, and the host's NACK (send the last response again) and
-// ACK (abort). Any other command gets the error frame.
+// SAMConfiguration, RFConfiguration, InListPassiveTarget (a card only at
+// 106 kbps type A; none at other rates), InRelease, and for libnfc
+// Diagnose (the communication line test echoes), ReadRegister (reads
+// zeros), WriteRegister, SetParameters and PowerDown (the module
+// sleeps); and the host's NACK (send the last response again) and ACK
+// (abort). Any other command gets the error frame.
 //
 // Like the module, it sleeps after power-up or a reset and ignores
 // everything until a 0x55 byte (the HSU wake-up preamble) arrives; until
@@ -262,6 +265,14 @@ func (t *Twin) respondLocked(cmd byte, params []byte) []byte {
 	case CmdGetFirmwareVersion:
 		f := TwinFirmware
 		return []byte{cmd + 1, f.IC, f.Ver, f.Rev, f.Support}
+	case CmdDiagnose:
+		if len(params) < 1 || params[0] != 0x00 {
+			return nil // only the communication line test
+		}
+		return append([]byte{cmd + 1}, params...)
+	case CmdPowerDown:
+		t.awake = false // until the next wake-up preamble
+		return []byte{cmd + 1, 0x00}
 	case CmdSAMConfiguration:
 		if len(params) < 1 || params[0] != SAMNormal {
 			return nil // only normal mode is simulated
@@ -295,6 +306,13 @@ func (t *Twin) respondLocked(cmd byte, params []byte) []byte {
 		return []byte{cmd + 1, 0x00}
 	case CmdInRelease:
 		return []byte{cmd + 1, 0x00}
+	case CmdReadRegister:
+		if len(params) == 0 || len(params)%2 != 0 {
+			return nil
+		}
+		return append([]byte{cmd + 1}, make([]byte, len(params)/2)...)
+	case CmdWriteRegister, CmdSetParameters:
+		return []byte{cmd + 1}
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func BenchmarkFrameToRead(b *testing.B) {
 		frames[i] = append(append([]byte(nil), ACK...), fr...)
 	}
 	port := &signalPort{written: make(chan struct{})}
-	r := New(Options{Name: "door", Open: func() (Port, error) { return port, nil }, RepeatWindow: time.Nanosecond})
+	r := New(Options{Name: "door", Open: func(int) (Port, error) { return port, nil }, RepeatWindow: time.Nanosecond})
 	out := make(chan reader.Read)
 	ctx, cancel := context.WithCancel(b.Context())
 	q := newQueue(r.log)
@@ -117,7 +117,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 	}
 	polls() // the twin is up
 
-	r := New(Options{Name: "door", Open: func() (Port, error) { return openSerial(link, DefaultBaud) }})
+	r := New(Options{Name: "door", Open: func(baud int) (Port, error) { return openSerial(link, baud) }})
 	ctx, cancel := context.WithCancel(b.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, make(chan reader.Read)) }()

@@ -14,6 +14,7 @@ const (
 	CmdGetFirmwareVersion   = 0x02
 	CmdReadRegister         = 0x06
 	CmdWriteRegister        = 0x08
+	CmdSetSerialBaudRate    = 0x10
 	CmdSetParameters        = 0x12
 	CmdPowerDown            = 0x16
 	CmdSAMConfiguration     = 0x14
@@ -68,6 +69,25 @@ var (
 	// InListPassiveTarget MaxTg 1, BrTy 106 kbps type A: D4 4A 01 00.
 	InListPassiveTarget = Command(CmdInListPassiveTarget, 0x01, BrTy106A)
 )
+
+// BaudCode is SetSerialBaudRate's BR byte for each HSU rate the serial
+// layer also supports (UM0701-02 §7: 00 9600 … 04 115200; 05–08, up to
+// 1 288 000, are beyond reader/serialport).
+var BaudCode = map[int]byte{9600: 0x00, 19200: 0x01, 38400: 0x02, 57600: 0x03, 115200: 0x04}
+
+// PowerUpBaud is the HSU rate of a PN532 after power-up or a reset.
+const PowerUpBaud = 115200
+
+// SetSerialBaudRate returns the command that switches the HSU to baud
+// (a key of BaudCode). The PN532 answers at the old rate, and switches
+// when the host has acknowledged the answer with an ACK.
+func SetSerialBaudRate(baud int) ([]byte, error) {
+	br, ok := BaudCode[baud]
+	if !ok {
+		return nil, fmt.Errorf("pn532: %d is not an HSU rate", baud)
+	}
+	return Command(CmdSetSerialBaudRate, br), nil
+}
 
 // Firmware is a GetFirmwareVersion answer.
 type Firmware struct {

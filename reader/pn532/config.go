@@ -18,10 +18,11 @@ var Driver = reader.Driver{
 }
 
 // DefaultBaud is the PN532's HSU rate after power-up.
-const DefaultBaud = 115200
+const DefaultBaud = PowerUpBaud
 
 // Bauds are the rates the serial layer (reader/serialport) supports that
-// the PN532's HSU also speaks.
+// the PN532's HSU also speaks. At any but 115200 the driver wakes the
+// module at 115200 and switches it with SetSerialBaudRate.
 var Bauds = []int{9600, 19200, 38400, 57600, 115200}
 
 // Config is the driver's keys of a [[readers]] table.
@@ -52,10 +53,11 @@ func (c *Config) New(env reader.Env) (reader.Reader, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("pn532: %w", err)
 	}
-	port, baud := c.Port, c.Baud
+	port := c.Port
 	return New(Options{
 		Name:         env.Name,
-		Open:         func() (Port, error) { return openSerial(port, baud) },
+		Open:         func(baud int) (Port, error) { return openSerial(port, baud) },
+		Baud:         c.Baud,
 		RepeatWindow: env.RepeatWindow,
 		Now:          env.Now,
 		Logger:       env.Logger,

@@ -165,7 +165,7 @@ func TestTwinCommandErrors(t *testing.T) {
 }
 
 func TestOptionsErrors(t *testing.T) {
-	open := func() (Port, error) { return nil, errors.New("no") }
+	open := func(int) (Port, error) { return nil, errors.New("no") }
 	for _, tc := range []struct {
 		name string
 		opt  Options
@@ -175,6 +175,7 @@ func TestOptionsErrors(t *testing.T) {
 		{"negative window", Options{Name: "door", Open: open, RepeatWindow: -1}},
 		{"backoff range", Options{Name: "door", Open: open, MinBackoff: time.Second, MaxBackoff: time.Millisecond}},
 		{"negative timeout", Options{Name: "door", Open: open, AckTimeout: -1}},
+		{"not an HSU rate", Options{Name: "door", Open: open, Baud: 4800}},
 	} {
 		if err := New(tc.opt).Run(t.Context(), make(chan reader.Read)); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: Run = %v, want ErrConfig", tc.name, err)
@@ -190,7 +191,7 @@ func TestOpenBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	r := New(Options{
 		Name: "door",
-		Open: func() (Port, error) { return nil, errors.New("no such device") },
+		Open: func(int) (Port, error) { return nil, errors.New("no such device") },
 		Now:  clock.Now,
 		Wait: func(ctx context.Context, d time.Duration) error {
 			waits = append(waits, d)

@@ -86,8 +86,17 @@ var (
 
 // Options configure a Reader. Only Name and Open are required.
 type Options struct {
-	Name string               // configured reader name, copied into every Read
-	Open func() (Port, error) // opens the port; called again after each failure
+	Name string // configured reader name, copied into every Read
+	// Open opens the port at a rate; it is called again after each
+	// failure and to change rates.
+	Open func(baud int) (Port, error)
+	// Baud is the HSU rate to talk at (a key of BaudCode); default
+	// PowerUpBaud. At another rate the driver opens the port at
+	// PowerUpBaud, initialises the module, switches it with
+	// SetSerialBaudRate and reopens at Baud; when the module stops
+	// answering at Baud (it was reset, so it is back at PowerUpBaud),
+	// it goes back to PowerUpBaud and switches again.
+	Baud int
 
 	// RepeatWindow: a card held in the field is one presentation until
 	// it has not been seen for RepeatWindow. Default DefaultRepeatWindow.
@@ -148,6 +157,9 @@ func New(opt Options) *Reader {
 	if opt.RepeatWindow == 0 {
 		opt.RepeatWindow = DefaultRepeatWindow
 	}
+	if opt.Baud == 0 {
+		opt.Baud = PowerUpBaud
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -194,6 +206,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: Name is empty", ErrConfig)
 	case o.Open == nil:
 		return fmt.Errorf("%w: reader %q: Open is nil", ErrConfig, o.Name)
+	case !validBaud(o.Baud):
+		return fmt.Errorf("%w: reader %q: %d is not an HSU rate the driver supports", ErrConfig, o.Name, o.Baud)
 	case o.RepeatWindow < 0:
 		return fmt.Errorf("%w: reader %q: RepeatWindow %v is negative", ErrConfig, o.Name, o.RepeatWindow)
 	case o.MinBackoff <= 0 || o.MaxBackoff < o.MinBackoff:
@@ -202,6 +216,11 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: reader %q: negative interval or timeout", ErrConfig, o.Name)
 	}
 	return nil
+}
+
+func validBaud(b int) bool {
+	_, ok := BaudCode[b]
+	return ok
 }
 
 // Name returns the configured reader name.
@@ -266,24 +285,38 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		wg.Wait()
 	}()
 
+	rate := PowerUpBaud // the module's rate until it is switched
 	backoff := r.opt.MinBackoff
 	failed := false
 	for ctx.Err() == nil {
-		port, err := r.opt.Open()
+		port, err := r.opt.Open(rate)
 		if err != nil {
-			err = fmt.Errorf("pn532: reader %q: open: %w", r.opt.Name, err)
+			err = fmt.Errorf("pn532: reader %q: open at %d baud: %w", r.opt.Name, rate, err)
 		} else {
 			if failed {
 				r.reopens.Add(1)
-				r.log.Info("port reopened")
+				r.log.Info("port reopened", "baud", rate)
 			}
 			var gotData bool
-			gotData, err = r.serve(ctx, port, q.push)
+			gotData, err = r.serve(ctx, port, rate, q.push)
 			if ctx.Err() != nil {
 				return nil
 			}
 			if gotData {
 				backoff = r.opt.MinBackoff
+			}
+			if rc, ok := errors.AsType[*rateChange](err); ok {
+				// Not a failure: reopen at the other rate.
+				r.log.Info("changing rate", "from", rate, "to", rc.to)
+				rate, failed = rc.to, false
+				r.fmu.Lock()
+				r.framer.Reset()
+				r.publishLocked()
+				r.fmu.Unlock()
+				if rc.wait > 0 && r.opt.Wait(ctx, rc.wait) != nil {
+					return nil
+				}
+				continue
 			}
 		}
 		failed = true
@@ -300,6 +333,22 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	}
 	return nil
 }
+
+// A rateChange ends a session so that the port is reopened at another
+// rate: after SetSerialBaudRate, or to look for a module that does not
+// answer at this one.
+type rateChange struct {
+	to   int
+	wait time.Duration // before reopening
+}
+
+func (e *rateChange) Error() string { return fmt.Sprintf("pn532: reopening at %d baud", e.to) }
+
+// initRateTries: after this many initialisations in a row that got no
+// answer, the driver tries the other rate (when Baud is not
+// PowerUpBaud): a reset module is back at PowerUpBaud, and a module left
+// switched by an earlier run is still at Baud.
+const initRateTries = 2
 
 // Guard against a port whose Read returns nothing without blocking (a
 // hung-up tty): that many empty reads within spinWindow are a failure.
@@ -320,12 +369,13 @@ func (e *portError) Unwrap() error { return e.err }
 // serve runs one opened port: a pump goroutine reads and frames what the
 // module sends, the calling goroutine polls. It closes port before
 // returning.
-func (r *Reader) serve(ctx context.Context, port Port, emit func(reader.Read)) (gotData bool, err error) {
+func (r *Reader) serve(ctx context.Context, port Port, rate int, emit func(reader.Read)) (gotData bool, err error) {
 	stop := make(chan struct{})
 	var data atomic.Bool
 	s := &session{
 		r:       r,
 		port:    port,
+		rate:    rate,
 		frames:  make(chan Frame, 32),
 		pumpErr: make(chan error, 1),
 		emit:    emit,
@@ -353,6 +403,7 @@ func (r *Reader) serve(ctx context.Context, port Port, emit func(reader.Read)) (
 type session struct {
 	r       *Reader
 	port    Port
+	rate    int        // the port's rate
 	frames  chan Frame // good frames, in order; dropped when the poller is not listening
 	pumpErr chan error
 	emit    func(reader.Read)
@@ -414,14 +465,32 @@ func (s *session) onFrame(fr Frame) {
 func (s *session) run(ctx context.Context) error {
 	r := s.r
 	needInit := true
+	unanswered := 0 // initialisations in a row that timed out
 	for {
 		if needInit {
 			err := s.init(ctx)
+			if err == nil && s.rate != r.opt.Baud {
+				err = s.switchRate(ctx)
+				if err == nil {
+					return &rateChange{to: r.opt.Baud}
+				}
+			}
 			if err == nil {
-				needInit = false
+				needInit, unanswered = false, 0
 			} else {
 				if fatal(ctx, err) {
 					return err
+				}
+				if errors.Is(err, ErrTimeout) {
+					unanswered++
+				}
+				if r.opt.Baud != PowerUpBaud && unanswered >= initRateTries {
+					other := PowerUpBaud
+					if s.rate == PowerUpBaud {
+						other = r.opt.Baud
+					}
+					r.log.Warn("no answer; trying another rate", "err", err, "baud", other)
+					return &rateChange{to: other, wait: r.opt.RetryInterval}
 				}
 				r.log.Warn("initialisation failed", "err", err, "retry_in", r.opt.RetryInterval)
 				if err := r.opt.Wait(ctx, r.opt.RetryInterval); err != nil {
@@ -484,6 +553,24 @@ func (s *session) init(ctx context.Context) error {
 		return fmt.Errorf("pn532: reader %q: RFConfiguration: %w", r.opt.Name, err)
 	}
 	r.log.Info("PN532 initialised", "firmware", fw.String())
+	return nil
+}
+
+// switchRate tells the module to talk at Baud from now on: it answers
+// SetSerialBaudRate at the old rate and switches when it has the host's
+// ACK.
+func (s *session) switchRate(ctx context.Context) error {
+	r := s.r
+	req, err := SetSerialBaudRate(r.opt.Baud)
+	if err != nil {
+		return err
+	}
+	if _, err := s.exchange(ctx, req, CmdSetSerialBaudRate, 0); err != nil {
+		return fmt.Errorf("pn532: reader %q: SetSerialBaudRate %d: %w", r.opt.Name, r.opt.Baud, err)
+	}
+	if _, err := s.port.Write(ACK); err != nil {
+		return &portError{fmt.Errorf("pn532: reader %q: write: %w", r.opt.Name, err)}
+	}
 	return nil
 }
 

@@ -39,6 +39,7 @@ type rig struct {
 	done   chan error
 
 	openFailures atomic.Int32
+	bauds        chan int // the rate of each Open, while there is room
 }
 
 // Generous times throughout: these tests share a small machine with
@@ -59,6 +60,7 @@ func newRig(t *testing.T, mod func(*Options)) *rig {
 		clock: &offsetClock{},
 		out:   make(chan reader.Read),
 		done:  make(chan error, 1),
+		bauds: make(chan int, 1000),
 	}
 	g.twin.Rand = rand.New(rand.NewPCG(7, 8))
 	if testing.Verbose() {
@@ -69,8 +71,12 @@ func newRig(t *testing.T, mod func(*Options)) *rig {
 	}
 	opt := Options{
 		Name: "door",
-		Open: func() (Port, error) {
-			p, err := openSerial(link, DefaultBaud)
+		Open: func(baud int) (Port, error) {
+			select {
+			case g.bauds <- baud:
+			default:
+			}
+			p, err := openSerial(link, baud)
 			if err != nil {
 				g.openFailures.Add(1)
 			}
@@ -369,5 +375,19 @@ func TestNoGoroutineLeft(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// At another rate than 115200, the driver switches the twin with
+// SetSerialBaudRate and reopens the pty at that rate.
+func TestTwinBaudSwitch(t *testing.T) {
+	g := newRig(t, func(o *Options) { o.Baud = 38400 })
+	g.initialised(2) // at 115200, then again at 38400
+	g.card("04A1B2C3D4E5F6", testHold)
+	if a, b := <-g.bauds, <-g.bauds; a != 115200 || b != 38400 {
+		t.Errorf("opened at %d then %d, want 115200 then 38400", a, b)
+	}
+	if n := g.twin.Commands(CmdSetSerialBaudRate); n != 1 {
+		t.Errorf("SetSerialBaudRate sent %d times", n)
 	}
 }

@@ -1,9 +1,12 @@
 package pn532
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,13 +18,31 @@ import (
 // A scripted module answers the host's frames over an in-memory pipe as
 // respond says: for each command (code and parameters) the raw bytes to
 // send back. It is for behaviour the twin does not show: error frames,
-// missing ACKs, another chip, nonsense answers.
+// missing ACKs, another chip, nonsense answers, HSU rates (it ignores a
+// host that opened the pipe at another rate than its own, and takes up
+// the rate SetSerialBaudRate asked for at the host's next ACK).
 type scripted struct {
 	t       *testing.T
 	respond func(n int, cmd byte) []byte // n counts commands of that code, from 1
 
-	mu     sync.Mutex
-	counts map[byte]int
+	mu      sync.Mutex
+	counts  map[byte]int
+	rate    int // 0: PowerUpBaud
+	pending int // rate to take at the next ACK
+	opens   []int
+}
+
+// reset puts the module back at its power-up rate.
+func (m *scripted) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rate, m.pending = 0, 0
+}
+
+func (m *scripted) openRates() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]int(nil), m.opens...)
 }
 
 func (m *scripted) count(cmd byte) int {
@@ -30,9 +51,13 @@ func (m *scripted) count(cmd byte) int {
 	return m.counts[cmd]
 }
 
-// open returns the host's end of a new pipe, serving the module's end.
-func (m *scripted) open() (Port, error) {
+// open returns the host's end of a new pipe at baud, serving the
+// module's end.
+func (m *scripted) open(baud int) (Port, error) {
 	host, mod := net.Pipe()
+	m.mu.Lock()
+	m.opens = append(m.opens, baud)
+	m.mu.Unlock()
 	go func() {
 		var f Framer
 		buf := make([]byte, 256)
@@ -41,19 +66,34 @@ func (m *scripted) open() (Port, error) {
 			if err != nil {
 				return
 			}
+			m.mu.Lock()
+			rate := cmp.Or(m.rate, PowerUpBaud)
+			m.mu.Unlock()
+			if baud != rate {
+				continue // garbled: nothing the module understands
+			}
 			var outs [][]byte
 			f.Feed(buf[:n], func(fr Frame) {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				if fr.Kind == KindACK && m.pending != 0 {
+					m.rate, m.pending = m.pending, 0
+				}
 				if fr.Kind != KindInfo || len(fr.Data) == 0 {
 					return
 				}
-				m.mu.Lock()
 				if m.counts == nil {
 					m.counts = make(map[byte]int)
 				}
 				m.counts[fr.Data[0]]++
-				k := m.counts[fr.Data[0]]
-				m.mu.Unlock()
-				outs = append(outs, m.respond(k, fr.Data[0]))
+				if fr.Data[0] == CmdSetSerialBaudRate && len(fr.Data) == 2 {
+					for b, code := range BaudCode {
+						if code == fr.Data[1] {
+							m.pending = b
+						}
+					}
+				}
+				outs = append(outs, m.respond(m.counts[fr.Data[0]], fr.Data[0]))
 			})
 			for _, o := range outs {
 				if len(o) > 0 {
@@ -219,7 +259,7 @@ func TestExchangeTimeoutAfterACK(t *testing.T) {
 	host, mod := net.Pipe()
 	defer host.Close()
 	defer mod.Close()
-	r := New(Options{Name: "door", Open: func() (Port, error) { return host, nil }, AckTimeout: 200 * time.Millisecond, ResponseTimeout: 20 * time.Millisecond})
+	r := New(Options{Name: "door", Open: func(int) (Port, error) { return host, nil }, AckTimeout: 200 * time.Millisecond, ResponseTimeout: 20 * time.Millisecond})
 	s := &session{r: r, port: host, frames: make(chan Frame, 8), pumpErr: make(chan error, 1)}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -250,4 +290,88 @@ func TestExchangeTimeoutAfterACK(t *testing.T) {
 	if st := r.Stats(); st.Timeouts != 1 {
 		t.Errorf("stats %+v", st)
 	}
+}
+
+// At 57600 baud the driver wakes the module at 115200, switches it and
+// reopens at 57600. When the module resets (back at 115200), the driver
+// finds no answer at 57600, goes back to 115200 and switches again.
+func TestBaudSwitch(t *testing.T) {
+	m := &scripted{respond: goodModule}
+	m.t = t
+	out := make(chan reader.Read, 4)
+	r := New(Options{
+		Name:            "door",
+		Open:            m.open,
+		Baud:            57600,
+		Logger:          testLogger(t),
+		PollInterval:    10 * time.Millisecond,
+		AckTimeout:      100 * time.Millisecond,
+		ResponseTimeout: time.Second,
+		RetryInterval:   10 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, out) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	polls := func() int { return m.count(CmdInListPassiveTarget) }
+	waitFor(t, "polling at 57600", func() bool { return polls() >= 3 })
+	if got := m.openRates(); !slices.Equal(got, []int{115200, 57600}) {
+		t.Fatalf("opened at %v, want [115200 57600]", got)
+	}
+	m.reset()
+	n := polls()
+	waitFor(t, "polling again", func() bool { return polls() >= n+3 })
+	if got := m.openRates(); !slices.Equal(got, []int{115200, 57600, 115200, 57600}) {
+		t.Fatalf("opened at %v, want [115200 57600 115200 57600]", got)
+	}
+	if n := m.count(CmdSetSerialBaudRate); n != 2 {
+		t.Errorf("SetSerialBaudRate sent %d times, want 2", n)
+	}
+	if st := r.Stats(); st.Reopens != 0 || st.Timeouts < initRateTries {
+		t.Errorf("stats %+v: rate changes are no reopens; the unanswered polls and inits are timeouts", st)
+	}
+}
+
+// A module left at 57600 by an earlier run (it kept its power): the
+// driver finds no answer at 115200 and tries 57600.
+func TestBaudModuleAlreadySwitched(t *testing.T) {
+	m := &scripted{respond: goodModule, rate: 57600}
+	m.t = t
+	r := New(Options{
+		Name:          "door",
+		Open:          m.open,
+		Baud:          57600,
+		PollInterval:  10 * time.Millisecond,
+		AckTimeout:    50 * time.Millisecond,
+		RetryInterval: 10 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, make(chan reader.Read)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	waitFor(t, "polling", func() bool { return m.count(CmdInListPassiveTarget) >= 2 })
+	if got := m.openRates(); !slices.Equal(got, []int{115200, 57600}) {
+		t.Fatalf("opened at %v, want [115200 57600]", got)
+	}
+	if n := m.count(CmdSetSerialBaudRate); n != 0 {
+		t.Errorf("SetSerialBaudRate sent %d times to a switched module", n)
+	}
+}
+
+// testLogger logs to t with -v, and nowhere otherwise.
+func testLogger(t *testing.T) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -35,7 +35,8 @@ var TwinFirmware = Firmware{IC: ICPN532, Ver: 1, Rev: 6, Support: 0x07}
 // 106 kbps type A; none at other rates), InRelease, and for libnfc
 // Diagnose (the communication line test echoes), ReadRegister (reads
 // zeros), WriteRegister, SetParameters and PowerDown (the module
-// sleeps); and the host's NACK (send the last response again) and ACK
+// sleeps); SetSerialBaudRate is answered, but a pty has no rate to
+// change; and the host's NACK (send the last response again) and ACK
 // (abort). Any other command gets the error frame.
 //
 // Like the module, it sleeps after power-up or a reset and ignores
@@ -312,6 +313,12 @@ func (t *Twin) respondLocked(cmd byte, params []byte) []byte {
 		}
 		return append([]byte{cmd + 1}, make([]byte, len(params)/2)...)
 	case CmdWriteRegister, CmdSetParameters:
+		return []byte{cmd + 1}
+	case CmdSetSerialBaudRate:
+		// A pty has no rate: the twin answers and talks on as before.
+		if len(params) != 1 || params[0] > 0x08 {
+			return nil
+		}
 		return []byte{cmd + 1}
 	}
 	return nil

@@ -161,8 +161,11 @@ const helperEnv = "PN532_TWIN_LINK"
 // closes and those have finished. Without it, it checks nothing and passes. It also serves a
 // twin for a manual check with libnfc:
 //
-//	PN532_TWIN_LINK=/tmp/ttyNFC go test -run '^TestHelperTwin$' ./reader/pn532
+//	go test -c -o /tmp/pn532.test ./reader/pn532
+//	PN532_TWIN_LINK=/tmp/ttyNFC /tmp/pn532.test -test.run '^TestHelperTwin$' < fifo
 //	LIBNFC_DEVICE=pn532_uart:/tmp/ttyNFC:115200 nfc-list -v
+//
+// (go test itself does not pass its stdin on; see README.md.)
 func TestHelperTwin(t *testing.T) {
 	link := os.Getenv(helperEnv)
 	if link == "" {

@@ -177,7 +177,7 @@ func TestOptionsErrors(t *testing.T) {
 		{"negative timeout", Options{Name: "door", Open: open, AckTimeout: -1}},
 		{"not an HSU rate", Options{Name: "door", Open: open, Baud: 4800}},
 	} {
-		if err := New(tc.opt).Run(t.Context(), make(chan reader.Read)); !errors.Is(err, ErrConfig) {
+		if err := New(tc.opt).Run(t.Context(), make(chan reader.Read)); !errors.Is(err, ErrConfig) || !errors.Is(err, reader.ErrConfig) {
 			t.Errorf("%s: Run = %v, want ErrConfig", tc.name, err)
 		}
 	}

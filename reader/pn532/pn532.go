@@ -73,8 +73,8 @@ const (
 // Errors of an exchange with the module.
 var (
 	// ErrConfig is wrapped by Run's errors for Options that can never
-	// work.
-	ErrConfig = errors.New("pn532: invalid config")
+	// work; it matches reader.ErrConfig too.
+	ErrConfig = fmt.Errorf("pn532: %w", reader.ErrConfig)
 	// ErrTimeout: the module did not acknowledge or answer in time.
 	ErrTimeout = errors.New("pn532: no answer in time")
 	// ErrSyntax: the module answered with the error frame (it did not

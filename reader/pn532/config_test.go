@@ -216,3 +216,75 @@ func TestOpenBackoff(t *testing.T) {
 		t.Errorf("State after Run = %s", r.State())
 	}
 }
+
+// The twin on the wire, without the driver: the host's bytes in, the
+// module's bytes out, as UM0701-02 gives them.
+func TestTwinOnTheWire(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "ttyNFC")
+	tw := NewTwin(link, simSerial)
+	if err := tw.Replug(); err != nil {
+		t.Fatal(err)
+	}
+	defer tw.Close()
+	host, err := openSerial(link, DefaultBaud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	var f Framer
+	var got []Frame
+	expect := func(what string, want ...Frame) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		buf := make([]byte, 256)
+		for len(got) < len(want) && time.Now().Before(deadline) {
+			n, _ := host.Read(buf) // (0, EOF) after serialport's read timeout
+			f.Feed(buf[:n], func(fr Frame) { got = append(got, fr) })
+		}
+		if !framesEqual(got, want) {
+			t.Fatalf("%s: got %+v, want %+v", what, got, want)
+		}
+		got = nil
+	}
+	send := func(s string) {
+		t.Helper()
+		if _, err := host.Write(h(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack := Frame{Kind: KindACK}
+	// Asleep: a command without the wake-up preamble is ignored...
+	send(vGetFirmwareCmd)
+	time.Sleep(50 * time.Millisecond)
+	expect("asleep")
+	// ...one after it is answered.
+	send("55 55 00 00 00 00 00 00 00 00 00 00 00 00 00 00" + vGetFirmwareCmd)
+	expect("GetFirmwareVersion", ack, info(0xD5, "03 32 01 06 07"))
+	// Not configured yet: the error frame.
+	send(vInListCmd)
+	expect("before SAMConfiguration", ack, Frame{Kind: KindError})
+	send(vSAMCmd)
+	expect("SAMConfiguration", ack, info(0xD5, "15"))
+	// NACK: the last response again.
+	send(vNACK)
+	expect("NACK", info(0xD5, "15"))
+	// Finite retries: no card is answered at once.
+	send("00 00 FF 06 FA D4 32 05 FF 01 01 F4 00")
+	expect("RFConfiguration", ack, info(0xD5, "33"))
+	send(vInListCmd)
+	expect("no card", ack, info(0xD5, "4B 00"))
+	// Retries forever: acknowledged, answered when the card comes.
+	send(vRFCmd)
+	expect("RFConfiguration", ack, info(0xD5, "33"))
+	send(vInListCmd)
+	expect("listening", ack)
+	if _, err := tw.Do(t.Context(), "card", []string{"04A1B2C3D4E5F6", "hold", "10ms"}); err != nil {
+		t.Fatal(err)
+	}
+	expect("card", info(0xD5, "4B 01 01 00 44 00 07 04 A1 B2 C3 D4 E5 F6"))
+	// A command with a bad checksum is ignored; an unknown one gets the
+	// error frame.
+	send("00 00 FF 02 FE D4 02 2B 00")
+	send("00 00 FF 02 FE D4 40 EC 00") // InDataExchange, not simulated
+	expect("bad and unknown", ack, Frame{Kind: KindError})
+}

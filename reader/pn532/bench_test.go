@@ -42,7 +42,16 @@ func BenchmarkFrameToRead(b *testing.B) {
 		frames[i] = append(append([]byte(nil), ACK...), fr...)
 	}
 	port := &signalPort{written: make(chan struct{})}
-	r := New(Options{Name: "door", Open: func(int) (Port, error) { return port, nil }, RepeatWindow: time.Nanosecond})
+	r := New(Options{
+		Name:         "door",
+		Open:         func(int) (Port, error) { return port, nil },
+		RepeatWindow: time.Nanosecond,
+		// Long enough that a starved benchmark never times out: an
+		// abort's ACK would wait on written while the benchmark waits
+		// for a Read.
+		AckTimeout: time.Hour,
+		PollWait:   time.Hour,
+	})
 	out := make(chan reader.Read)
 	ctx, cancel := context.WithCancel(b.Context())
 	q := newQueue(r.log)

@@ -246,3 +246,71 @@ func TestE2EEnrolFingerprint(t *testing.T) {
 	}
 	tm.stop()
 }
+
+// Every reader is unplugged (its pty closed, its socket or FIFO removed)
+// and plugged back while the agent runs: the agent shows it offline,
+// reopens it and reads it again, without a restart.
+func TestE2EReadersReplugged(t *testing.T) {
+	b := testbroker.Start(t)
+	sub := b.Subscribe(t, "punchclock/door-1/events")
+	dir, cfgPath, twins := mixedTerminal(t, b.URL(), "")
+	tm := &terminal{t: t, dir: dir, config: cfgPath}
+	tm.start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", tm.logText())
+		}
+	})
+	for _, s := range samples.Samples {
+		play(t, twins, "unplug "+s.Name)
+	}
+	// Each driver notices: its port fails, or a polled reader stops
+	// answering (offline after 5 s).
+	tm.waitStatusOf("every reader offline", func(st map[string]any) bool {
+		rs, _ := st["readers"].([]any)
+		for _, r := range rs {
+			if r.(map[string]any)["state"] != "offline" {
+				return false
+			}
+		}
+		return len(rs) == len(samples.Samples)
+	})
+	for _, s := range samples.Samples {
+		play(t, twins, "replug "+s.Name)
+	}
+	for i, s := range samples.Samples {
+		play(t, twins, s.Present...)
+		want := i + 1
+		msgs := sub.WaitUntil(t, 30*time.Second, "a read after the replug of "+s.Name, func(ms []testbroker.Message) bool {
+			_, evs := split(t, ms)
+			return len(evs) >= want
+		})
+		_, evs := split(t, msgs)
+		if ev := evs[i]; ev.Reader != s.Name || ev.EmployeeID != fmt.Sprintf("E%d", i+1) {
+			t.Errorf("after the replug of %s: %+v", s.Name, ev)
+		}
+	}
+	st := tm.status()
+	for _, r := range st["readers"].([]any) {
+		if m := r.(map[string]any); m["state"] != "online" {
+			t.Errorf("after the replug: %v", m)
+		}
+	}
+	tm.stop()
+}
+
+// waitStatusOf polls `punchclock status -json` until cond holds.
+func (tm *terminal) waitStatusOf(what string, cond func(map[string]any) bool) map[string]any {
+	tm.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := tm.status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			tm.t.Fatalf("timed out waiting for %s: %v", what, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/punchclock/punchclock/reader/hid"
 	"github.com/punchclock/punchclock/reader/keypad"
 	"github.com/punchclock/punchclock/reader/osdp"
+	"github.com/punchclock/punchclock/reader/pn532"
 	"github.com/punchclock/punchclock/reader/r30x"
 	"github.com/punchclock/punchclock/reader/rdm6300"
 	"github.com/punchclock/punchclock/reader/wiegand"
@@ -18,6 +19,7 @@ import (
 // All lists every driver, in the order the documentation lists them.
 var All = []reader.Driver{
 	rdm6300.Driver,
+	pn532.Driver,
 	r30x.Driver,
 	osdp.Driver,
 	wiegand.Driver,

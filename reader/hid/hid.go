@@ -139,6 +139,7 @@ type Reader struct {
 	last map[string]time.Time // value -> when it was last typed
 
 	frames, reads, bad, garbage, reopens atomic.Uint64
+	open                                 atomic.Bool
 }
 
 var (
@@ -211,6 +212,18 @@ func (r *Reader) Stats() reader.Stats {
 // not return for that. It returns an error wrapping reader.ErrConfig only
 // for unusable Options, or if Run is already running. It returns promptly
 // when ctx is done and leaves no goroutine behind.
+
+var _ reader.Stater = (*Reader)(nil)
+
+// State implements reader.Stater: online while its device is open (the
+// reader itself sends only when used, so that is all the driver knows).
+func (r *Reader) State() string {
+	if r.open.Load() {
+		return reader.StateOnline
+	}
+	return reader.StateOffline
+}
+
 func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	if err := r.opt.validate(); err != nil {
 		return err
@@ -232,7 +245,9 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 			}
 			failing = false
 			var gotData bool
+			r.open.Store(true)
 			gotData, err = r.serve(ctx, dev, out)
+			r.open.Store(false)
 			if ctx.Err() != nil {
 				return nil
 			}

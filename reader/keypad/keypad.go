@@ -177,6 +177,7 @@ type Reader struct {
 	queue []reader.Read
 
 	reads, garbage, reopens, scans atomic.Uint64
+	open                           atomic.Bool
 }
 
 var (
@@ -222,6 +223,18 @@ func (r *Reader) Scans() uint64 { return r.scans.Load() }
 // Run scans the keypad and sends one Read per key press until ctx is
 // done, then returns nil. A chip that cannot be opened or fails is
 // reopened with backoff.
+
+var _ reader.Stater = (*Reader)(nil)
+
+// State implements reader.Stater: online while its chip is open (the
+// reader itself sends only when used, so that is all the driver knows).
+func (r *Reader) State() string {
+	if r.open.Load() {
+		return reader.StateOnline
+	}
+	return reader.StateOffline
+}
+
 func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	if r.o.Name == "" || r.o.Chip.Path == "" || len(r.o.Rows) == 0 || len(r.o.Cols) == 0 ||
 		len(r.o.Labels) != len(r.o.Rows)*len(r.o.Cols) || len(r.o.Labels) > MaxKeys {
@@ -295,6 +308,8 @@ func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen boo
 		r.reopens.Add(1)
 		r.log.Info("chip reopened")
 	}
+	r.open.Store(true)
+	defer r.open.Store(false)
 	r.deb.Reset()
 
 	tick := time.NewTimer(0)

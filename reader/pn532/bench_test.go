@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/serialport"
 )
 
 // signalPort is a Port whose Write tells the benchmark that a command
@@ -126,7 +127,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 	}
 	polls() // the twin is up
 
-	r := New(Options{Name: "door", Open: func(baud int) (Port, error) { return openSerial(link, baud) }})
+	r := New(Options{Name: "door", Open: func(baud int) (Port, error) { return serialport.Open(link, baud) }})
 	ctx, cancel := context.WithCancel(b.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, make(chan reader.Read)) }()

@@ -3,7 +3,6 @@ package pn532
 import (
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 
 	"github.com/punchclock/punchclock/reader"
@@ -56,27 +55,12 @@ func (c *Config) New(env reader.Env) (reader.Reader, error) {
 	port := c.Port
 	return New(Options{
 		Name:         env.Name,
-		Open:         func(baud int) (Port, error) { return openSerial(port, baud) },
+		Open:         func(baud int) (Port, error) { return serialport.Open(port, baud) },
 		Baud:         c.Baud,
 		RepeatWindow: env.RepeatWindow,
 		Now:          env.Now,
 		Logger:       env.Logger,
 	}), nil
-}
-
-// openSerial opens the UART through reader/serialport, which hands back
-// the port as an io.ReadCloser; the tarm/serial port under it writes too.
-func openSerial(name string, baud int) (Port, error) {
-	rc, err := serialport.Open(name, baud)
-	if err != nil {
-		return nil, err
-	}
-	p, ok := any(rc).(io.ReadWriteCloser)
-	if !ok {
-		_ = rc.Close()
-		return nil, fmt.Errorf("pn532: serial port %s cannot be written", name)
-	}
-	return p, nil
 }
 
 // Twin implements reader.Config: a simulated PN532 on a pseudo-terminal

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/serialport"
 )
 
 func TestDriverDefaults(t *testing.T) {
@@ -226,7 +227,7 @@ func TestTwinOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tw.Close()
-	host, err := openSerial(link, DefaultBaud)
+	host, err := serialport.Open(link, DefaultBaud)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/reader/serialport"
 	"github.com/punchclock/punchclock/sim"
 )
 
@@ -76,7 +77,7 @@ func newRig(t *testing.T, mod func(*Options)) *rig {
 			case g.bauds <- baud:
 			default:
 			}
-			p, err := openSerial(link, baud)
+			p, err := serialport.Open(link, baud)
 			if err != nil {
 				g.openFailures.Add(1)
 			}

@@ -146,6 +146,7 @@ type Reader struct {
 	queue []reader.Read
 
 	frames, reads, bad, garbage, reopens atomic.Uint64
+	open                                 atomic.Bool
 }
 
 var (
@@ -196,6 +197,18 @@ func (r *Reader) Stats() reader.Stats {
 // opened or goes away is reopened with backoff. Everything happens on
 // Run's goroutine (the chip's edges come on a channel), and reads wait
 // in a queue for out, so a slow consumer never delays decoding.
+
+var _ reader.Stater = (*Reader)(nil)
+
+// State implements reader.Stater: online while its chip is open (the
+// reader itself sends only when used, so that is all the driver knows).
+func (r *Reader) State() string {
+	if r.open.Load() {
+		return reader.StateOnline
+	}
+	return reader.StateOffline
+}
+
 func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	if r.o.Name == "" || r.o.D0 == "" || r.o.D1 == "" || r.o.Chip.Path == "" {
 		return fmt.Errorf("wiegand: Name, Chip, D0 and D1 are required: %w", reader.ErrConfig)
@@ -242,6 +255,8 @@ func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen boo
 		r.reopens.Add(1)
 		r.log.Info("chip reopened")
 	}
+	r.open.Store(true)
+	defer r.open.Store(false)
 	r.dec.Reset()
 
 	var lastAt time.Time // when the last edge arrived

@@ -47,6 +47,16 @@ var Samples = []Sample{
 		Wire:       14 * 10 * time.Second / 9600, // 14 bytes, 8N1, 9600 baud
 	},
 	{
+		Name: "nfc", Driver: "pn532",
+		Table:      "driver = \"pn532\"\nport = \"%[1]s/dev/tty-nfc\"\n",
+		Present:    []string{"card nfc 04A1B2C3D4E5F6"},
+		Credential: `{"type": "card", "value": "04A1B2C3D4E5F6"}`,
+		// The ACK and the InListPassiveTarget response with a 7-byte
+		// UID at 115200 baud.
+		Wire:   (6 + 25) * 10 * time.Second / 115200,
+		Polled: true,
+	},
+	{
 		Name: "finger", Driver: "r30x",
 		Table:      "driver = \"r30x\"\nport = \"%[1]s/dev/tty-finger\"\n",
 		Present:    []string{"store finger 17", "finger finger 17 hold 150ms"}, // the template at page 17, then the finger

@@ -1,0 +1,109 @@
+package reader
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestQueueDeliversInOrderWithoutBlockingPush(t *testing.T) {
+	var q Queue
+	for i := range 10 {
+		if !q.Push(Read{Value: fmt.Sprint(i)}) {
+			t.Fatal("push refused below MaxQueued")
+		}
+	}
+	out := make(chan Read)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { q.Deliver(ctx, out); close(done) }()
+	for i := range 10 {
+		if rd := <-out; rd.Value != fmt.Sprint(i) {
+			t.Fatalf("read %d = %q", i, rd.Value)
+		}
+	}
+	q.Push(Read{Value: "late"})
+	if rd := <-out; rd.Value != "late" {
+		t.Fatalf("late read %q", rd.Value)
+	}
+	cancel()
+	<-done
+}
+
+func TestQueueDropsOldestWhenFullAndKeepsUndelivered(t *testing.T) {
+	var q Queue
+	for i := range MaxQueued + 3 {
+		q.Push(Read{Value: fmt.Sprint(i)})
+	}
+	if q.Len() != MaxQueued || q.Dropped() != 3 {
+		t.Fatalf("len %d dropped %d", q.Len(), q.Dropped())
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if q.Flush(ctx, make(chan Read)) {
+		t.Fatal("Flush to nobody with ctx done returned true")
+	}
+	if q.Len() != MaxQueued {
+		t.Fatalf("a read not delivered was lost: len %d", q.Len())
+	}
+	out := make(chan Read, 1)
+	go q.Flush(t.Context(), out)
+	if rd := <-out; rd.Value != "3" {
+		t.Fatalf("first read after the drops %q, want 3", rd.Value)
+	}
+}
+
+func TestRepeats(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
+	r := Repeats{Window: 500 * time.Millisecond}
+	for _, tc := range []struct {
+		v    string
+		at   time.Duration
+		want bool
+	}{
+		{"A", 0, true},
+		{"A", 100 * time.Millisecond, false}, // held
+		{"B", 150 * time.Millisecond, true},  // another card
+		{"A", 550 * time.Millisecond, false}, // the window slid with the repeat at 100 ms
+		{"A", 1100 * time.Millisecond, true}, // away for 550 ms
+		{"A", 1000 * time.Millisecond, true}, // the clock went back: a new presentation
+		{"B", 1200 * time.Millisecond, true}, // forgotten
+	} {
+		if got := r.New(tc.v, t0.Add(tc.at)); got != tc.want {
+			t.Errorf("%s at %v: new %v, want %v", tc.v, tc.at, got, tc.want)
+		}
+	}
+	if len(r.last) > 2 {
+		t.Errorf("remembers %d values", len(r.last))
+	}
+	r.Reset()
+	if !r.New("A", t0.Add(1300*time.Millisecond)) {
+		t.Error("after Reset a held card is new")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	var b Backoff
+	var got []time.Duration
+	for range 8 {
+		got = append(got, b.Next())
+	}
+	want := "[100ms 200ms 400ms 800ms 1.6s 3.2s 5s 5s]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("backoff %v, want %s", got, want)
+	}
+	b.Reset()
+	if d := b.Next(); d != MinBackoff {
+		t.Errorf("after Reset %v", d)
+	}
+	c := Backoff{Min: 10 * time.Millisecond, Max: 30 * time.Millisecond}
+	if a, b2, c3 := c.Next(), c.Next(), c.Next(); a != 10*time.Millisecond || b2 != 20*time.Millisecond || c3 != 30*time.Millisecond {
+		t.Errorf("custom backoff %v %v %v", a, b2, c3)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Wait(ctx, time.Hour); err == nil {
+		t.Error("Wait ignored a done context")
+	}
+}

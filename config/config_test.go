@@ -259,3 +259,19 @@ func TestMQTTTLSFiles(t *testing.T) {
 		})
 	}
 }
+
+// A reader's secrets are never echoed by a config error, even malformed.
+func TestReaderSecretsNotEchoed(t *testing.T) {
+	for _, tc := range []struct{ table, secret string }{
+		{"driver = \"r30x\"\nport = \"/dev/ttyS1\"\npassword = \"s3cr3tpw\"\n", "s3cr3tpw"},
+		{"driver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 1\nscbk = \"0011223344556677889900112233445\"\n", "0011223344556677889900112233445"},
+	} {
+		_, err := config.Parse("s.toml", []byte("device_id = \"d\"\n[[readers]]\nname = \"r\"\n"+tc.table))
+		if err == nil {
+			t.Fatalf("%s: no error", tc.table)
+		}
+		if strings.Contains(err.Error(), tc.secret) {
+			t.Errorf("error %q shows the secret", err)
+		}
+	}
+}

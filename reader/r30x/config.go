@@ -64,7 +64,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, reader.BadKey("address", "00000000 is not supported (FFFFFFFF is the factory address)"))
 	}
 	if _, err := parseHex32(c.Password); err != nil {
-		errs = append(errs, reader.BadKey("password", "%v", err))
+		// Never echo a password, even a malformed one.
+		errs = append(errs, reader.BadKey("password", "must be 8 hex digits (the value is not shown)"))
 	}
 	if c.MinScore < 0 || c.MinScore > 0xFFFF {
 		errs = append(errs, reader.BadKey("min_score", "%d is outside 0..65535", c.MinScore))

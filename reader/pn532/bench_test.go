@@ -55,10 +55,10 @@ func BenchmarkFrameToRead(b *testing.B) {
 	})
 	out := make(chan reader.Read)
 	ctx, cancel := context.WithCancel(b.Context())
-	q := newQueue(r.log)
-	s := &session{r: r, port: port, frames: make(chan Frame, 32), pumpErr: make(chan error, 1), emit: q.push}
+	var q reader.Queue
+	s := &session{r: r, port: port, frames: make(chan Frame, 32), pumpErr: make(chan error, 1), emit: r.emitTo(&q)}
 	var wg sync.WaitGroup
-	wg.Go(func() { q.deliver(ctx, out) })
+	wg.Go(func() { q.Deliver(ctx, out) })
 	wg.Go(func() {
 		for ctx.Err() == nil {
 			_ = s.poll(ctx)

@@ -45,8 +45,8 @@ type Port = io.ReadWriteCloser
 // Defaults filled in by New for Options left zero.
 const (
 	DefaultRepeatWindow = 500 * time.Millisecond
-	DefaultMinBackoff   = 100 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
+	DefaultMinBackoff   = reader.MinBackoff
+	DefaultMaxBackoff   = reader.MaxBackoff
 	// DefaultPollWait is how long one InListPassiveTarget waits for a
 	// card before the driver aborts and reissues it. It bounds how long
 	// a reset or vanished module goes unnoticed.
@@ -67,7 +67,6 @@ const (
 	// that does not answer.
 	DefaultRetryInterval = time.Second
 	minPollInterval      = 10 * time.Millisecond
-	maxQueued            = 256
 )
 
 // Errors of an exchange with the module.
@@ -106,8 +105,8 @@ type Options struct {
 	// module has been silent (State). Default time.Now.
 	Now func() time.Time
 	// Wait waits d or until ctx is done, returning ctx.Err() then. It
-	// paces polls, initialisation retries and reopening. Default: a
-	// timer.
+	// paces polls, initialisation retries and reopening. Default
+	// reader.Wait.
 	Wait func(ctx context.Context, d time.Duration) error
 
 	// Logger receives port failures, (re)initialisations and state
@@ -136,8 +135,8 @@ type Reader struct {
 	framer Framer
 
 	// Owned by the poller.
-	last    map[string]time.Time // UID -> when last seen
-	offline bool                 // last logged state
+	repeats reader.Repeats
+	offline bool // last logged state
 
 	lastAnswer atomic.Int64 // Now().UnixNano() of the last good frame; 0 before Run
 	firmware   atomic.Value // Firmware
@@ -164,7 +163,7 @@ func New(opt Options) *Reader {
 		opt.Now = time.Now
 	}
 	if opt.Wait == nil {
-		opt.Wait = waitTimer
+		opt.Wait = reader.Wait
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -194,9 +193,9 @@ func New(opt Options) *Reader {
 		opt.RetryInterval = DefaultRetryInterval
 	}
 	return &Reader{
-		opt:  opt,
-		log:  opt.Logger,
-		last: make(map[string]time.Time),
+		opt:     opt,
+		log:     opt.Logger,
+		repeats: reader.Repeats{Window: opt.RepeatWindow},
 	}
 }
 
@@ -277,16 +276,16 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	defer r.lastAnswer.Store(0)
 
 	ctx, cancel := context.WithCancel(ctx)
-	q := newQueue(r.log)
+	var q reader.Queue
 	var wg sync.WaitGroup
-	wg.Go(func() { q.deliver(ctx, out) })
+	wg.Go(func() { q.Deliver(ctx, out) })
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
 
 	rate := PowerUpBaud // the module's rate until it is switched
-	backoff := r.opt.MinBackoff
+	backoff := reader.Backoff{Min: r.opt.MinBackoff, Max: r.opt.MaxBackoff}
 	failed := false
 	for ctx.Err() == nil {
 		port, err := r.opt.Open(rate)
@@ -298,12 +297,12 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 				r.log.Info("port reopened", "baud", rate)
 			}
 			var gotData bool
-			gotData, err = r.serve(ctx, port, rate, q.push)
+			gotData, err = r.serve(ctx, port, rate, r.emitTo(&q))
 			if ctx.Err() != nil {
 				return nil
 			}
 			if gotData {
-				backoff = r.opt.MinBackoff
+				backoff.Reset()
 			}
 			if rc, ok := errors.AsType[*rateChange](err); ok {
 				// Not a failure: reopen at the other rate.
@@ -324,12 +323,12 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		r.framer.Reset()
 		r.publishLocked()
 		r.fmu.Unlock()
-		r.log.Warn("port failed", "err", err, "retry_in", backoff)
-		if r.opt.Wait(ctx, backoff) != nil {
+		wait := backoff.Next()
+		r.log.Warn("port failed", "err", err, "retry_in", wait)
+		if r.opt.Wait(ctx, wait) != nil {
 			return nil
 		}
 		r.noteState()
-		backoff = min(2*backoff, r.opt.MaxBackoff)
 	}
 	return nil
 }
@@ -596,7 +595,7 @@ func (s *session) poll(ctx context.Context) error {
 	}
 	for _, t := range targets {
 		uid := UIDString(t.UID)
-		if r.fold(uid, now) {
+		if r.repeats.New(uid, now) {
 			r.reads.Add(1)
 			s.emit(reader.Read{Reader: r.opt.Name, Type: reader.TypeCard, Value: uid, Format: reader.FormatUID, At: now})
 		}
@@ -675,20 +674,6 @@ func (s *session) exchange(ctx context.Context, req []byte, cmd byte, listen tim
 	}
 }
 
-// fold reports whether UID v seen at now starts a new presentation, and
-// records it.
-func (r *Reader) fold(v string, now time.Time) bool {
-	last, seen := r.last[v]
-	isNew := !seen || now.Sub(last) >= r.opt.RepeatWindow
-	for k, t := range r.last {
-		if now.Sub(t) >= r.opt.RepeatWindow {
-			delete(r.last, k)
-		}
-	}
-	r.last[v] = now
-	return isNew
-}
-
 // noteState logs a change of State.
 func (r *Reader) noteState() {
 	off := r.State() == reader.StateOffline
@@ -709,65 +694,13 @@ func (r *Reader) publishLocked() {
 	r.garbage.Store(st.Garbage)
 }
 
-// A queue holds Reads for the consumer, so that polling never waits for
-// it. Past maxQueued the oldest are dropped (the consumer is gone).
-type queue struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	reads []reader.Read
-	ready chan struct{}
-}
-
-func newQueue(log *slog.Logger) *queue {
-	return &queue{log: log, ready: make(chan struct{}, 1)}
-}
-
-func (q *queue) push(rd reader.Read) {
-	q.mu.Lock()
-	if len(q.reads) >= maxQueued {
-		q.log.Warn("consumer stalled: dropping the oldest read", "value", q.reads[0].Value)
-		q.reads = q.reads[1:]
-	}
-	q.reads = append(q.reads, rd)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (q *queue) deliver(ctx context.Context, out chan<- reader.Read) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-q.ready:
+// emitTo returns the poller's emit: it queues a read for Run's delivery
+// goroutine, so that polling never waits for the consumer, and says when
+// a stalled consumer made the queue drop its oldest read.
+func (r *Reader) emitTo(q *reader.Queue) func(reader.Read) {
+	return func(rd reader.Read) {
+		if !q.Push(rd) {
+			r.log.Warn("consumer stalled: dropped the oldest read", "dropped", q.Dropped())
 		}
-		for {
-			q.mu.Lock()
-			if len(q.reads) == 0 {
-				q.mu.Unlock()
-				break
-			}
-			rd := q.reads[0]
-			q.reads = q.reads[1:]
-			q.mu.Unlock()
-			select {
-			case out <- rd:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-func waitTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

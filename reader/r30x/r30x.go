@@ -50,8 +50,8 @@ const (
 	DefaultPollInterval  = 200 * time.Millisecond
 	DefaultAckTimeout    = 2 * time.Second
 	DefaultFingerTimeout = 20 * time.Second
-	DefaultMinBackoff    = 100 * time.Millisecond
-	DefaultMaxBackoff    = 5 * time.Second
+	DefaultMinBackoff    = reader.MinBackoff
+	DefaultMaxBackoff    = reader.MaxBackoff
 )
 
 // Errors. Enroll and Erase wrap them; match with errors.Is.
@@ -292,9 +292,9 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	r.lastAnswer.Store(r.opt.Now().UnixNano())
 	r.needInit = true
 
-	q := newQueue()
+	var q reader.Queue
 	var wg sync.WaitGroup
-	wg.Go(func() { q.deliver(ctx, out) })
+	wg.Go(func() { q.Deliver(ctx, out) })
 	defer func() {
 		wg.Wait()
 		r.qmu.Lock()
@@ -304,7 +304,7 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		r.running.Store(false)
 	}()
 
-	backoff := r.opt.MinBackoff
+	backoff := reader.Backoff{Min: r.opt.MinBackoff, Max: r.opt.MaxBackoff}
 	failed := false
 	for ctx.Err() == nil {
 		port, err := r.opt.Open()
@@ -316,12 +316,12 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 				r.log.Info("port reopened")
 			}
 			var gotData bool
-			gotData, err = r.session(ctx, port, q)
+			gotData, err = r.session(ctx, port, &q)
 			if ctx.Err() != nil {
 				return nil
 			}
 			if gotData {
-				backoff = r.opt.MinBackoff
+				backoff.Reset()
 			}
 		}
 		failed = true
@@ -330,11 +330,11 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		r.framer.Reset()
 		r.publishLocked()
 		r.fmu.Unlock()
-		r.log.Warn("port failed", "err", err, "retry_in", backoff)
-		if !r.waitServing(ctx, backoff, nil) {
+		wait := backoff.Next()
+		r.log.Warn("port failed", "err", err, "retry_in", wait)
+		if !r.waitServing(ctx, wait, nil) {
 			return nil
 		}
-		backoff = min(2*backoff, r.opt.MaxBackoff)
 	}
 	return nil
 }
@@ -405,7 +405,7 @@ type session struct {
 //
 // A pump goroutine reads the port and decodes packets as bytes arrive;
 // this goroutine sends commands and takes their acks from the pump.
-func (r *Reader) session(ctx context.Context, port Port, q *queue) (gotData bool, err error) {
+func (r *Reader) session(ctx context.Context, port Port, q *reader.Queue) (gotData bool, err error) {
 	stop := make(chan struct{})
 	var data atomic.Bool
 	s := &session{r: r, ctx: ctx, port: port, pkts: make(chan stamped, 16), perr: make(chan error, 1)}
@@ -676,7 +676,7 @@ func (s *session) init(ctx context.Context) error {
 
 // poll takes one GenImg and, for a new finger, Img2Tz and Search. Errors
 // are counted or left in s.err; the next poll tries again.
-func (s *session) poll(q *queue) {
+func (s *session) poll(q *reader.Queue) {
 	r := s.r
 	_, conf, err := s.command(s.ctx, CmdGenImg)
 	if err != nil {
@@ -714,7 +714,9 @@ func (s *session) poll(q *queue) {
 	}
 	r.fingerDown = true
 	r.reads.Add(1)
-	q.push(rd)
+	if !q.Push(rd) {
+		r.log.Warn("consumer stalled: dropped the oldest read", "dropped", q.Dropped())
+	}
 }
 
 // A request is an Enroll or Erase call waiting for the Run goroutine.
@@ -930,49 +932,4 @@ func (s *session) erase(ctx context.Context, pages []int) error {
 		r.log.Info("template erased", "page", page)
 	}
 	return errors.Join(errs...)
-}
-
-// A queue hands Reads to the consumer on a goroutine of its own, so that
-// polling never waits for the agent.
-type queue struct {
-	mu    sync.Mutex
-	reads []reader.Read
-	ready chan struct{}
-}
-
-func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
-
-func (q *queue) push(rd reader.Read) {
-	q.mu.Lock()
-	q.reads = append(q.reads, rd)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (q *queue) deliver(ctx context.Context, out chan<- reader.Read) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-q.ready:
-		}
-		for {
-			q.mu.Lock()
-			if len(q.reads) == 0 {
-				q.mu.Unlock()
-				break
-			}
-			rd := q.reads[0]
-			q.reads = q.reads[1:]
-			q.mu.Unlock()
-			select {
-			case out <- rd:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
 }

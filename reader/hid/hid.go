@@ -95,8 +95,8 @@ type Device = io.ReadCloser
 // Defaults for Options fields left zero.
 const (
 	DefaultRepeatWindow = 500 * time.Millisecond
-	DefaultMinBackoff   = 100 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
+	DefaultMinBackoff   = reader.MinBackoff
+	DefaultMaxBackoff   = reader.MaxBackoff
 )
 
 // Options configure a Reader. Only Name and Open are required.
@@ -115,7 +115,7 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 	// Wait waits d or until ctx is done, returning ctx.Err() then. It
-	// paces reopening. Default: a timer.
+	// paces reopening. Default: reader.Wait.
 	Wait func(ctx context.Context, d time.Duration) error
 	// Logger receives device failures and reopens; it should carry
 	// reader= and driver=, as reader.Env's does. Default: silent.
@@ -135,8 +135,8 @@ type Reader struct {
 	running atomic.Bool
 
 	// Owned by the pump goroutine while a device is open, by Run between.
-	dec  Decoder
-	last map[string]time.Time // value -> when it was last typed
+	dec     Decoder
+	repeats reader.Repeats
 
 	frames, reads, bad, garbage, reopens atomic.Uint64
 	open                                 atomic.Bool
@@ -157,7 +157,7 @@ func NewReader(opt Options) *Reader {
 		opt.Now = time.Now
 	}
 	if opt.Wait == nil {
-		opt.Wait = waitTimer
+		opt.Wait = reader.Wait
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -169,9 +169,9 @@ func NewReader(opt Options) *Reader {
 		opt.MaxBackoff = DefaultMaxBackoff
 	}
 	return &Reader{
-		opt:  opt,
-		log:  opt.Logger,
-		last: make(map[string]time.Time),
+		opt:     opt,
+		log:     opt.Logger,
+		repeats: reader.Repeats{Window: opt.RepeatWindow},
 	}
 }
 
@@ -233,7 +233,18 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	}
 	defer r.running.Store(false)
 
-	backoff := r.opt.MinBackoff
+	// One queue a Run: what was decoded before a device failed still
+	// reaches out while the device is reopened, and nothing outlives Run.
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		q  reader.Queue
+		wg sync.WaitGroup
+	)
+	wg.Go(func() { q.Deliver(ctx, out) })
+	defer wg.Wait()
+	defer cancel()
+
+	backoff := reader.Backoff{Min: r.opt.MinBackoff, Max: r.opt.MaxBackoff}
 	failed, failing := false, false
 	for ctx.Err() == nil {
 		// Errors are only logged, by a logger that names the reader.
@@ -246,30 +257,30 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 			failing = false
 			var gotData bool
 			r.open.Store(true)
-			gotData, err = r.serve(ctx, dev, out)
+			gotData, err = r.serve(ctx, dev, &q)
 			r.open.Store(false)
 			if ctx.Err() != nil {
 				return nil
 			}
 			if gotData {
-				backoff = r.opt.MinBackoff
+				backoff.Reset()
 			}
 		}
 		failed = true
 		r.dec.Reset()
 		r.publish()
+		wait := backoff.Next()
 		// Loud when a working device fails, quiet while it stays away
 		// (an unplugged reader retries every MaxBackoff).
 		if failing {
-			r.log.Debug("device still unavailable", "err", err, "retry_in", backoff)
+			r.log.Debug("device still unavailable", "err", err, "retry_in", wait)
 		} else {
-			r.log.Warn("device failed", "err", err, "retry_in", backoff)
+			r.log.Warn("device failed", "err", err, "retry_in", wait)
 		}
 		failing = true
-		if r.opt.Wait(ctx, backoff) != nil {
+		if r.opt.Wait(ctx, wait) != nil {
 			return nil
 		}
-		backoff = min(2*backoff, r.opt.MaxBackoff)
 	}
 	return nil
 }
@@ -282,10 +293,10 @@ var errNoProgress = errors.New("read returned nothing")
 // it. gotData reports whether any byte arrived.
 //
 // Reading never waits for the consumer: a pump goroutine reads and
-// decodes as events arrive and queues the Reads, which serve hands to
-// out. A reader typing into a full evdev buffer would lose events
-// (SYN_DROPPED), and so values, while the agent was busy.
-func (r *Reader) serve(ctx context.Context, dev Device, out chan<- reader.Read) (gotData bool, err error) {
+// decodes as events arrive and pushes the Reads on q, which Run's
+// goroutine hands to out. A reader typing into a full evdev buffer would
+// lose events (SYN_DROPPED), and so values, while the agent was busy.
+func (r *Reader) serve(ctx context.Context, dev Device, q *reader.Queue) (gotData bool, err error) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -299,33 +310,21 @@ func (r *Reader) serve(ctx context.Context, dev Device, out chan<- reader.Read) 
 	})
 
 	var (
-		q       queue
 		data    atomic.Bool
 		pumpErr = make(chan error, 1)
 	)
-	q.ready = make(chan struct{}, 1)
-	wg.Go(func() { pumpErr <- r.pump(dev, &q, &data) })
+	wg.Go(func() { pumpErr <- r.pump(dev, q, &data) })
 	defer func() {
 		close(stop)
 		wg.Wait()
 		gotData = data.Load()
 	}()
 
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case err := <-pumpErr:
-			// Deliver what was decoded before the device failed.
-			if derr := q.deliver(ctx, out); derr != nil {
-				return false, derr
-			}
-			return false, err
-		case <-q.ready:
-			if err := q.deliver(ctx, out); err != nil {
-				return false, err
-			}
-		}
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case err := <-pumpErr:
+		return false, err
 	}
 }
 
@@ -335,14 +334,16 @@ const readBuf = 64 * int(Layout64)
 
 // pump reads dev until a read fails (Close makes it fail), decoding and
 // queueing each new presentation.
-func (r *Reader) pump(dev Device, q *queue, data *atomic.Bool) error {
+func (r *Reader) pump(dev Device, q *reader.Queue, data *atomic.Bool) error {
 	onValue := func(v string) {
 		now := r.opt.Now()
-		if r.fold(v, now) {
+		if r.repeats.New(v, now) {
 			// Counted when decided, so that Stats includes a Read
 			// still on its way to the consumer.
 			r.reads.Add(1)
-			q.push(reader.Read{Reader: r.opt.Name, Type: reader.TypeCard, Format: reader.FormatTyped, Value: v, At: now})
+			if !q.Push(reader.Read{Reader: r.opt.Name, Type: reader.TypeCard, Format: reader.FormatTyped, Value: v, At: now}) {
+				r.log.Warn("oldest read dropped: the consumer is not reading", "dropped", q.Dropped())
+			}
 		}
 	}
 	buf := make([]byte, readBuf)
@@ -362,70 +363,9 @@ func (r *Reader) pump(dev Device, q *queue, data *atomic.Bool) error {
 	}
 }
 
-// fold reports whether value v typed at now is a new presentation, and
-// records it.
-func (r *Reader) fold(v string, now time.Time) bool {
-	last, seen := r.last[v]
-	isNew := !seen || now.Sub(last) >= r.opt.RepeatWindow
-	for k, t := range r.last {
-		if now.Sub(t) >= r.opt.RepeatWindow {
-			delete(r.last, k)
-		}
-	}
-	r.last[v] = now
-	return isNew
-}
-
 func (r *Reader) publish() {
 	s := r.dec.Stats()
 	r.frames.Store(s.Frames)
 	r.bad.Store(s.BadFrames)
 	r.garbage.Store(s.Garbage)
-}
-
-// A queue holds Reads decoded but not yet taken by the consumer.
-type queue struct {
-	mu    sync.Mutex
-	reads []reader.Read
-	ready chan struct{} // a token when reads were pushed
-}
-
-func (q *queue) push(rd reader.Read) {
-	q.mu.Lock()
-	q.reads = append(q.reads, rd)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-// deliver sends the queued Reads to out, oldest first.
-func (q *queue) deliver(ctx context.Context, out chan<- reader.Read) error {
-	for {
-		q.mu.Lock()
-		if len(q.reads) == 0 {
-			q.mu.Unlock()
-			return nil
-		}
-		rd := q.reads[0]
-		q.reads = q.reads[1:]
-		q.mu.Unlock()
-		select {
-		case out <- rd:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func waitTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

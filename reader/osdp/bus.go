@@ -133,7 +133,7 @@ func (b *bus) snapshot() []*member {
 // run opens the port and polls until ctx is done, reopening the port
 // with backoff when it fails.
 func (b *bus) run(ctx context.Context) {
-	backoff := b.opt.MinBackoff
+	backoff := reader.Backoff{Min: b.opt.MinBackoff, Max: b.opt.MaxBackoff}
 	failed := false
 	for ctx.Err() == nil {
 		port, err := b.opt.Open(b.path, b.opt.Baud, b.opt.RTS)
@@ -154,19 +154,15 @@ func (b *bus) run(ctx context.Context) {
 				return
 			}
 			if gotData {
-				backoff = b.opt.MinBackoff
+				backoff.Reset()
 			}
 		}
 		failed = true
-		b.log.Warn("port failed", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := backoff.Next()
+		b.log.Warn("port failed", "err", err, "retry_in", wait)
+		if reader.Wait(ctx, wait) != nil {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, b.opt.MaxBackoff)
 	}
 }
 

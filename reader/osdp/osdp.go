@@ -46,8 +46,8 @@ const (
 	// (§5.7); the wire time of the command is added.
 	DefaultReplyTimeout = 200 * time.Millisecond
 	DefaultRepeatWindow = 500 * time.Millisecond
-	DefaultMinBackoff   = 100 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
+	DefaultMinBackoff   = reader.MinBackoff
+	DefaultMaxBackoff   = reader.MaxBackoff
 )
 
 // Config is the [[readers]] table of an OSDP reader.
@@ -184,14 +184,14 @@ type Reader struct {
 
 	running atomic.Bool
 
+	queue reader.Queue // reads the bus decoded, for Run to hand out
+
 	mu      sync.Mutex
-	queue   []reader.Read
 	signals []reader.Signal
-	ready   chan struct{}
 
 	// Owned by the bus goroutine while joined.
-	cp   *cp
-	last map[string]time.Time // card value -> last read, for repeat folding
+	cp      *cp
+	repeats reader.Repeats // card values, for repeat folding
 
 	lastWarn time.Time // owned by the bus goroutine
 
@@ -252,11 +252,10 @@ func New(opt Options) (*Reader, error) {
 		opt.Rand = func(b []byte) { _, _ = rand.Read(b) } // never fails (Go 1.24+)
 	}
 	return &Reader{
-		opt:   opt,
-		scbk:  scbk,
-		log:   opt.Logger.With("reader", opt.Name, "driver", "osdp", "address", opt.Address),
-		ready: make(chan struct{}, 1),
-		last:  make(map[string]time.Time),
+		opt:     opt,
+		scbk:    scbk,
+		log:     opt.Logger.With("reader", opt.Name, "driver", "osdp", "address", opt.Address),
+		repeats: reader.Repeats{Window: opt.RepeatWindow},
 	}, nil
 }
 
@@ -319,69 +318,23 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		return err
 	}
 	defer leave(r)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.ready:
-		}
-		for {
-			r.mu.Lock()
-			if len(r.queue) == 0 {
-				r.mu.Unlock()
-				break
-			}
-			rd := r.queue[0]
-			r.queue = r.queue[1:]
-			r.mu.Unlock()
-			select {
-			case out <- rd:
-			case <-ctx.Done():
-				return nil
-			}
-		}
-	}
+	r.queue.Deliver(ctx, out)
+	return nil
 }
 
-// maxQueue bounds the reads waiting for a consumer that stalled.
-const maxQueue = 256
-
-// deliver queues what a reply carried (called by the bus goroutine).
+// deliver queues what a reply carried (called by the bus goroutine). A
+// card held in the field is one presentation.
 func (r *Reader) deliver(items []item, now time.Time) {
 	for _, it := range items {
-		if it.typ == reader.TypeCard && !r.fold(it.value, now) {
+		if it.typ == reader.TypeCard && !r.repeats.New(it.value, now) {
 			continue
 		}
 		r.reads.Add(1)
 		rd := reader.Read{Reader: r.opt.Name, Type: it.typ, Value: it.value, Format: it.format, At: now}
-		r.mu.Lock()
-		if len(r.queue) >= maxQueue {
-			r.mu.Unlock()
-			r.log.Warn("read dropped: the consumer is not reading")
-			continue
-		}
-		r.queue = append(r.queue, rd)
-		r.mu.Unlock()
-		select {
-		case r.ready <- struct{}{}:
-		default:
+		if !r.queue.Push(rd) {
+			r.log.Warn("oldest read dropped: the consumer is not reading", "dropped", r.queue.Dropped())
 		}
 	}
-}
-
-// fold reports whether a card read of v at now starts a new
-// presentation: the same card again within the repeat window is the
-// same presentation, and the window slides with each repeat.
-func (r *Reader) fold(v string, now time.Time) bool {
-	last, seen := r.last[v]
-	isNew := !seen || now.Sub(last) >= r.opt.RepeatWindow
-	for k, t := range r.last {
-		if now.Sub(t) >= r.opt.RepeatWindow {
-			delete(r.last, k)
-		}
-	}
-	r.last[v] = now
-	return isNew
 }
 
 // answered records that the PD answered.

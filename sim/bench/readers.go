@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/punchclock/punchclock/agent"
@@ -17,13 +18,21 @@ import (
 	"github.com/punchclock/punchclock/sim/samples"
 )
 
+// benchRepeatWindow is the readers' repeat window in these runs: a
+// presentation is over once the twin's command has returned and this has
+// passed (readerGap).
+const (
+	benchRepeatWindow = "20ms"
+	readerGap         = 30 * time.Millisecond
+)
+
 // readerPresentations is how many presentations each driver's latency is
 // measured over.
 func (r *run) readerPresentations() int {
 	if r.opts.QuickMode {
-		return 20
+		return 10
 	}
-	return 200
+	return 100
 }
 
 // readerSite writes a terminal with one sample reader and its roster
@@ -38,7 +47,7 @@ func readerSite(dir string, s samples.Sample) (*config.Config, error) {
 	}
 	text := fmt.Sprintf("device_id = %q\ndata_dir = %q\ntimezone = %q\nroster_file = %q\n",
 		deviceID, filepath.Join(dir, "data"), timezone, filepath.Join(dir, "roster.json")) +
-		samples.SampleConfig(dir, []samples.Sample{s}, "1ms")
+		samples.SampleConfig(dir, []samples.Sample{s}, benchRepeatWindow)
 	path := filepath.Join(dir, "punchclock.toml")
 	if err := os.WriteFile(path, []byte(text), 0o640); err != nil {
 		return nil, err
@@ -46,14 +55,45 @@ func readerSite(dir string, s samples.Sample) (*config.Config, error) {
 	return config.Load(path)
 }
 
-// lastWire is a twin that knows when it put the last byte (or edge) of
-// its latest presentation on the wire; for others the bench takes the
-// moment the scenario command returned.
-type lastWire interface{ LastWire() time.Time }
+// tap passes a reader's reads on and remembers the stamp of the latest:
+// by the reader contract, when its driver took the last byte (or edge) of
+// the credential off the wire. A key's read is stamped when the key was
+// pressed, so for a PIN it is the '#' that ended it.
+type tap struct {
+	reader.Reader
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (t *tap) Run(ctx context.Context, out chan<- reader.Read) error {
+	in := make(chan reader.Read)
+	done := make(chan error, 1)
+	go func() { done <- t.Reader.Run(ctx, in) }()
+	for {
+		select {
+		case rd := <-in:
+			t.mu.Lock()
+			t.last = rd.At
+			t.mu.Unlock()
+			select {
+			case out <- rd:
+			case <-ctx.Done():
+			}
+		case err := <-done:
+			return err
+		}
+	}
+}
+
+func (t *tap) lastAt() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
+}
 
 // readerLatency measures, per driver, the time from the last byte of a
-// presentation on the wire to the durable decision, through the driver's
-// twin and the real driver, in process.
+// presentation on the wire (as its driver stamps the read) to the durable
+// decision, through the driver's twin and the real driver, in process.
 func (r *run) readerLatency(ctx context.Context) error {
 	for _, s := range samples.Samples {
 		if err := r.oneReaderLatency(ctx, s); err != nil {
@@ -82,11 +122,16 @@ func (r *run) oneReaderLatency(ctx context.Context, s samples.Sample) error {
 	if err != nil {
 		return err
 	}
+	tp := &tap{Reader: readers[0]}
+	readers[0] = tp
 	decided := make(chan time.Time, 16)
 	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Version: "bench",
 		OnDecision: func(ev punch.Event, _ *punch.Shift) {
 			if ev.Decision == punch.Accepted {
-				decided <- time.Now()
+				select {
+				case decided <- time.Now():
+				default: // nobody waits any more: never hold up the writer
+				}
 			}
 		}})
 	if err != nil {
@@ -106,19 +151,18 @@ func (r *run) oneReaderLatency(ctx context.Context, s samples.Sample) error {
 	n := r.readerPresentations()
 	// The first presentation also waits for the reader to come up.
 	for i := -1; i < n; i++ {
-		// Apart by more than the repeat window (1ms): a new presentation.
-		time.Sleep(5 * time.Millisecond)
+		// Apart by more than the repeat window: a new presentation.
+		time.Sleep(readerGap)
+		for len(decided) > 0 {
+			<-decided // a late repeat of the last one: not this presentation's
+		}
 		if err := script.Run(ctx, strings.NewReader(present)); err != nil {
 			return err
-		}
-		end := time.Now()
-		if lw, ok := twins[s.Name].(lastWire); ok {
-			end = lw.LastWire()
 		}
 		select {
 		case at := <-decided:
 			if i >= 0 {
-				lat = append(lat, at.Sub(end))
+				lat = append(lat, at.Sub(tp.lastAt()))
 			}
 		case <-time.After(r.opts.DecisionTimeout + 10*time.Second):
 			return fmt.Errorf("no decision on presentation %d within %v", i, r.opts.DecisionTimeout+10*time.Second)

@@ -49,7 +49,7 @@ var Samples = []Sample{
 	{
 		Name: "nfc", Driver: "pn532",
 		Table:      "driver = \"pn532\"\nport = \"%[1]s/dev/tty-nfc\"\n",
-		Present:    []string{"card nfc 04A1B2C3D4E5F6"},
+		Present:    []string{"card nfc 04A1B2C3D4E5F6 hold 60ms"},
 		Credential: `{"type": "card", "value": "04A1B2C3D4E5F6"}`,
 		// The ACK and the InListPassiveTarget response with a 7-byte
 		// UID at 115200 baud.

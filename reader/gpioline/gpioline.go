@@ -17,7 +17,6 @@
 package gpioline
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -181,40 +180,4 @@ func ValidLineName(name string) bool {
 		}
 	}
 	return true
-}
-
-// Backoff paces reopening a chip that failed: the first retry waits Min,
-// each further failure doubles the wait up to Max; a chip that delivered
-// something starts again at Min. The zero value is not ready: use
-// NewBackoff.
-type Backoff struct {
-	Min, Max time.Duration
-	next     time.Duration
-}
-
-// NewBackoff returns a Backoff starting at min.
-func NewBackoff(min, max time.Duration) *Backoff {
-	return &Backoff{Min: min, Max: max, next: min}
-}
-
-// Next returns the wait before the next retry and doubles the one after.
-func (b *Backoff) Next() time.Duration {
-	d := b.next
-	b.next = min(2*b.next, b.Max)
-	return d
-}
-
-// Reset starts again at Min.
-func (b *Backoff) Reset() { b.next = b.Min }
-
-// Wait waits d or until ctx is done, returning ctx.Err() in that case.
-func Wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/punchclock/punchclock/reader"
 )
 
 // Timeouts of the simulated chip's connections: a request must arrive
@@ -335,7 +337,7 @@ func (s *SimChip) Inject(edges ...SimEdge) (delivered int) {
 func (s *SimChip) Play(ctx context.Context, edges []SimEdge) (delivered int, err error) {
 	for i := 0; i < len(edges); {
 		if d := edges[i].At - s.Now(); d > 0 {
-			if err := Wait(ctx, d); err != nil {
+			if err := reader.Wait(ctx, d); err != nil {
 				return delivered, err
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,9 +43,8 @@ const (
 	// ActivePeriod: how often the rows are scanned while a key is down
 	// or settling; Debounce spans several scans.
 	ActivePeriod      = 5 * time.Millisecond
-	DefaultMinBackoff = 100 * time.Millisecond
-	DefaultMaxBackoff = 5 * time.Second
-	maxQueue          = 1024
+	DefaultMinBackoff = reader.MinBackoff
+	DefaultMaxBackoff = reader.MaxBackoff
 )
 
 // Config is a keypad's table in [[readers]].
@@ -173,8 +173,9 @@ type Reader struct {
 	epoch   time.Time
 
 	// Owned by Run's goroutine.
-	deb   Debouncer
-	queue []reader.Read
+	deb Debouncer
+
+	queue reader.Queue
 
 	reads, garbage, reopens, scans atomic.Uint64
 	open                           atomic.Bool
@@ -196,12 +197,6 @@ func New(o Options) *Reader {
 	if o.Open == nil {
 		o.Open = gpioline.Open
 	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = DefaultMinBackoff
-	}
-	if o.MaxBackoff < o.MinBackoff {
-		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
-	}
 	return &Reader{o: o, log: o.Logger.With("reader", o.Name, "driver", "keypad")}
 }
 
@@ -220,10 +215,6 @@ func (r *Reader) Stats() reader.Stats {
 // idle cost.
 func (r *Reader) Scans() uint64 { return r.scans.Load() }
 
-// Run scans the keypad and sends one Read per key press until ctx is
-// done, then returns nil. A chip that cannot be opened or fails is
-// reopened with backoff.
-
 var _ reader.Stater = (*Reader)(nil)
 
 // State implements reader.Stater: online while its chip is open (the
@@ -235,6 +226,10 @@ func (r *Reader) State() string {
 	return reader.StateOffline
 }
 
+// Run scans the keypad and sends one Read per key press until ctx is
+// done, then returns nil. A chip that cannot be opened or fails is
+// reopened with backoff. Presses wait in a reader.Queue that a goroutine
+// Run owns hands to out, so a slow consumer never delays the scan.
 func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	if r.o.Name == "" || r.o.Chip.Path == "" || len(r.o.Rows) == 0 || len(r.o.Cols) == 0 ||
 		len(r.o.Labels) != len(r.o.Rows)*len(r.o.Cols) || len(r.o.Labels) > MaxKeys {
@@ -246,10 +241,16 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	defer r.running.Store(false)
 	r.epoch = r.o.Now()
 
-	backoff := gpioline.NewBackoff(r.o.MinBackoff, r.o.MaxBackoff)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.queue.Deliver(ctx, out) })
+	defer wg.Wait()
+	defer cancel()
+
+	backoff := reader.Backoff{Min: r.o.MinBackoff, Max: r.o.MaxBackoff}
 	failed := false
 	for ctx.Err() == nil {
-		ok, err := r.session(ctx, out, failed)
+		ok, err := r.session(ctx, failed)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -259,7 +260,7 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		failed = true
 		d := backoff.Next()
 		r.log.Warn("chip failed", "err", err, "retry_in", d)
-		if !r.wait(ctx, d, out) {
+		if reader.Wait(ctx, d) != nil {
 			return nil
 		}
 	}
@@ -287,7 +288,7 @@ func (m *matrix) drive(want func(row int) bool) error {
 	return nil
 }
 
-func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen bool) (scanned bool, err error) {
+func (r *Reader) session(ctx context.Context, reopen bool) (scanned bool, err error) {
 	chip, err := r.o.Open(r.o.Chip)
 	if err != nil {
 		return false, fmt.Errorf("keypad: reader %q: open %s: %w", r.o.Name, r.o.Chip, err)
@@ -315,16 +316,9 @@ func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen boo
 	tick := time.NewTimer(0)
 	defer tick.Stop()
 	for {
-		var send chan<- reader.Read
-		var head reader.Read
-		if len(r.queue) > 0 {
-			send, head = out, r.queue[0]
-		}
 		select {
 		case <-ctx.Done():
 			return scanned, ctx.Err()
-		case send <- head:
-			r.queue = r.queue[1:]
 		case <-tick.C:
 			if err := r.scan(m); err != nil {
 				return scanned, fmt.Errorf("keypad: reader %q: scan: %w", r.o.Name, err)
@@ -383,33 +377,10 @@ func (r *Reader) scan(m *matrix) error {
 func (r *Reader) sample(down uint64) {
 	now := r.o.Now()
 	r.deb.Sample(now.Sub(r.epoch), down, func(k int) {
-		if len(r.queue) >= maxQueue {
-			r.log.Warn("consumer stalled: oldest read dropped", "queued", len(r.queue))
-			r.queue = r.queue[1:]
-		}
 		r.reads.Add(1)
-		r.queue = append(r.queue, reader.Read{Reader: r.o.Name, Type: reader.TypeKey, Value: r.o.Labels[k], At: now})
+		if !r.queue.Push(reader.Read{Reader: r.o.Name, Type: reader.TypeKey, Value: r.o.Labels[k], At: now}) {
+			r.log.Warn("consumer stalled: oldest read dropped", "queued", r.queue.Len())
+		}
 	})
 	r.garbage.Store(r.deb.Bounces())
-}
-
-// wait waits d, delivering queued reads meanwhile; false if ctx is done.
-func (r *Reader) wait(ctx context.Context, d time.Duration, out chan<- reader.Read) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		var send chan<- reader.Read
-		var head reader.Read
-		if len(r.queue) > 0 {
-			send, head = out, r.queue[0]
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case send <- head:
-			r.queue = r.queue[1:]
-		}
-	}
 }

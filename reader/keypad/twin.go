@@ -159,7 +159,7 @@ func (t *Twin) until(ctx context.Context, cond func() bool) error {
 		if ok {
 			return nil
 		}
-		if err := gpioline.Wait(ctx, ActivePeriod); err != nil {
+		if err := reader.Wait(ctx, ActivePeriod); err != nil {
 			return fmt.Errorf("keypad: twin: waiting for the driver to scan: %w", err)
 		}
 	}
@@ -214,7 +214,7 @@ func (t *Twin) Do(ctx context.Context, cmd string, args []string) (string, error
 		t.mu.Lock()
 		t.presses = append(t.presses, p)
 		t.mu.Unlock()
-		if err := gpioline.Wait(ctx, hold); err != nil {
+		if err := reader.Wait(ctx, hold); err != nil {
 			return "", fmt.Errorf("keypad: twin: %w", err)
 		}
 		if cmd == "keys" {
@@ -225,7 +225,7 @@ func (t *Twin) Do(ctx context.Context, cmd string, args []string) (string, error
 		t.mu.Lock()
 		p.to = t.chip.Now()
 		t.mu.Unlock()
-		if err := gpioline.Wait(ctx, twinBounce+twinGap); err != nil {
+		if err := reader.Wait(ctx, twinBounce+twinGap); err != nil {
 			return "", fmt.Errorf("keypad: twin: %w", err)
 		}
 		if err := t.until(ctx, func() bool { return p.seenUp >= minReads }); err != nil {

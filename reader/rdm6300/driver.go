@@ -222,7 +222,7 @@ func (t *Twin) card(ctx context.Context, cmd string, args []string) (string, err
 	}
 	sleep := t.Sleep
 	if sleep == nil {
-		sleep = waitTimer
+		sleep = reader.Wait
 	}
 	for i := range repeats {
 		if i > 0 {

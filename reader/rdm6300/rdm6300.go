@@ -36,8 +36,8 @@ type Port = io.ReadCloser
 // Defaults filled in by New for Config fields left zero.
 const (
 	DefaultRepeatWindow = 500 * time.Millisecond
-	DefaultMinBackoff   = 100 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
+	DefaultMinBackoff   = reader.MinBackoff
+	DefaultMaxBackoff   = reader.MaxBackoff
 )
 
 // ErrConfig is wrapped by the errors Run returns for a configuration that
@@ -60,7 +60,7 @@ type Config struct {
 	Now func() time.Time
 
 	// Wait waits d or until ctx is done, returning ctx.Err() in the
-	// latter case. It paces reopening. Default: a timer.
+	// latter case. It paces reopening. Default reader.Wait.
 	Wait func(ctx context.Context, d time.Duration) error
 
 	// Logger receives port failures and reopens. Default: silent.
@@ -81,8 +81,8 @@ type Reader struct {
 	running atomic.Bool
 
 	// Owned by the goroutine in Run.
-	framer Framer
-	last   map[string]time.Time // value -> time of its last frame
+	framer  Framer
+	repeats reader.Repeats
 
 	frames, reads, bad, garbage, reopens atomic.Uint64
 	// open: the port is open (the module itself sends only when a card
@@ -112,7 +112,7 @@ func New(cfg Config) *Reader {
 		cfg.Now = time.Now
 	}
 	if cfg.Wait == nil {
-		cfg.Wait = waitTimer
+		cfg.Wait = reader.Wait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -124,9 +124,9 @@ func New(cfg Config) *Reader {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	return &Reader{
-		cfg:  cfg,
-		log:  cfg.Logger.With("reader", cfg.Name, "driver", "rdm6300"),
-		last: make(map[string]time.Time),
+		cfg:     cfg,
+		log:     cfg.Logger.With("reader", cfg.Name, "driver", "rdm6300"),
+		repeats: reader.Repeats{Window: cfg.RepeatWindow},
 	}
 }
 
@@ -174,7 +174,20 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	}
 	defer r.running.Store(false)
 
-	backoff := r.cfg.MinBackoff
+	// Reading never waits for the consumer: Run's goroutine reads,
+	// decodes and folds repeats as bytes arrive, and queues the
+	// presentations, which a goroutine Run owns hands to out. Otherwise,
+	// while a send on out waited (the agent stalled on a slow SD card),
+	// the module's repeats would pile up in the tty and, decoded late,
+	// look like a new presentation of the card still in the field.
+	ctx, cancel := context.WithCancel(ctx)
+	var q reader.Queue
+	var wg sync.WaitGroup
+	wg.Go(func() { q.Deliver(ctx, out) })
+	defer wg.Wait()
+	defer cancel()
+
+	backoff := reader.Backoff{Min: r.cfg.MinBackoff, Max: r.cfg.MaxBackoff}
 	failed := false
 	for ctx.Err() == nil {
 		port, err := r.cfg.Open()
@@ -187,23 +200,23 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 			}
 			var gotData bool
 			r.open.Store(true)
-			gotData, err = r.serve(ctx, port, out)
+			gotData, err = r.serve(ctx, port, &q)
 			r.open.Store(false)
 			if ctx.Err() != nil {
 				return nil
 			}
 			if gotData {
-				backoff = r.cfg.MinBackoff
+				backoff.Reset()
 			}
 		}
 		failed = true
 		r.framer.Reset()
 		r.publish()
-		r.log.Warn("port failed", "err", err, "retry_in", backoff)
-		if r.cfg.Wait(ctx, backoff) != nil {
+		d := backoff.Next()
+		r.log.Warn("port failed", "err", err, "retry_in", d)
+		if r.cfg.Wait(ctx, d) != nil {
 			return nil
 		}
-		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
 	return nil
 }
@@ -220,16 +233,10 @@ const (
 
 var errSpinning = errors.New("read returns no data without blocking")
 
-// serve reads and decodes port until it fails or ctx is done. It closes
-// port before returning. gotData reports whether any byte arrived.
-//
-// Reading never waits for the consumer: a pump goroutine reads, decodes
-// and folds repeats as bytes arrive, and queues the presentations that
-// serve hands to out. Otherwise, while a send on out waited (the agent
-// stalled on a slow SD card), the module's repeats would pile up in the
-// tty and, decoded late, look like a new presentation of the card still
-// in the field.
-func (r *Reader) serve(ctx context.Context, port Port, out chan<- reader.Read) (gotData bool, err error) {
+// serve reads and decodes port until it fails or ctx is done, queueing
+// each new presentation on q. It closes port before returning. gotData
+// reports whether any byte arrived.
+func (r *Reader) serve(ctx context.Context, port Port, q *reader.Queue) (gotData bool, err error) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -241,72 +248,16 @@ func (r *Reader) serve(ctx context.Context, port Port, out chan<- reader.Read) (
 			r.log.Debug("close port", "err", err)
 		}
 	})
-
-	var (
-		mu      sync.Mutex
-		queue   []reader.Read
-		data    bool
-		ready   = make(chan struct{}, 1)
-		pumpErr = make(chan error, 1)
-	)
-	wg.Go(func() {
-		pumpErr <- r.pump(ctx, port, func(rd reader.Read) {
-			mu.Lock()
-			queue = append(queue, rd)
-			mu.Unlock()
-			select {
-			case ready <- struct{}{}:
-			default:
-			}
-		}, func() {
-			mu.Lock()
-			data = true
-			mu.Unlock()
-		})
-	})
 	defer func() {
 		close(stop)
 		wg.Wait()
-		mu.Lock()
-		gotData = data
-		mu.Unlock()
 	}()
-
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case err := <-pumpErr:
-			// Deliver what was decoded before the port failed.
-			if derr := r.deliver(ctx, &mu, &queue, out); derr != nil {
-				return false, derr
-			}
-			return false, err
-		case <-ready:
-			if err := r.deliver(ctx, &mu, &queue, out); err != nil {
-				return false, err
-			}
+	err = r.pump(ctx, port, func(rd reader.Read) {
+		if !q.Push(rd) {
+			r.log.Warn("consumer stalled: oldest read dropped", "queued", q.Len())
 		}
-	}
-}
-
-// deliver sends the queued presentations to out, oldest first.
-func (r *Reader) deliver(ctx context.Context, mu *sync.Mutex, queue *[]reader.Read, out chan<- reader.Read) error {
-	for {
-		mu.Lock()
-		if len(*queue) == 0 {
-			mu.Unlock()
-			return nil
-		}
-		rd := (*queue)[0]
-		*queue = (*queue)[1:]
-		mu.Unlock()
-		select {
-		case out <- rd:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	}, func() { gotData = true })
+	return gotData, err
 }
 
 // pump reads and decodes port until a read fails or ctx is done, calling
@@ -318,7 +269,7 @@ func (r *Reader) pump(ctx context.Context, port Port, emit func(reader.Read), go
 		// Counters first, so that whoever has the Read sees its frame
 		// counted.
 		r.publish()
-		if r.fold(v, now) {
+		if r.repeats.New(v, now) {
 			// Counted when decided, so that Stats includes a Read
 			// still on its way to the consumer.
 			r.reads.Add(1)
@@ -356,34 +307,9 @@ func (r *Reader) pump(ctx context.Context, port Port, emit func(reader.Read), go
 	return ctx.Err()
 }
 
-// fold reports whether a frame of value v at now starts a new
-// presentation, and records it.
-func (r *Reader) fold(v string, now time.Time) bool {
-	last, seen := r.last[v]
-	isNew := !seen || now.Sub(last) >= r.cfg.RepeatWindow
-	for k, t := range r.last {
-		if now.Sub(t) >= r.cfg.RepeatWindow {
-			delete(r.last, k)
-		}
-	}
-	r.last[v] = now
-	return isNew
-}
-
 func (r *Reader) publish() {
 	s := r.framer.Stats()
 	r.frames.Store(s.Frames)
 	r.bad.Store(s.BadFrames)
 	r.garbage.Store(s.Garbage)
-}
-
-func waitTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -185,7 +185,7 @@ func (t *Twin) Do(ctx context.Context, cmd string, args []string) (string, error
 	}
 	t.next = start
 	for _, edges := range bursts {
-		if err := gpioline.Wait(ctx, edges[0].At-t.chip.Now()); err != nil {
+		if err := reader.Wait(ctx, edges[0].At-t.chip.Now()); err != nil {
 			return "", fmt.Errorf("wiegand: twin: %w", err)
 		}
 		t.chip.Inject(edges...)
@@ -193,7 +193,7 @@ func (t *Twin) Do(ctx context.Context, cmd string, args []string) (string, error
 	// The frame's own time on the wire, and the silence that ends it,
 	// are part of the command.
 	last := bursts[len(bursts)-1]
-	if err := gpioline.Wait(ctx, last[len(last)-1].At+FrameGap-t.chip.Now()); err != nil {
+	if err := reader.Wait(ctx, last[len(last)-1].At+FrameGap-t.chip.Now()); err != nil {
 		return "", fmt.Errorf("wiegand: twin: %w", err)
 	}
 	return strings.TrimSpace(cmd + " " + strings.Join(args, " ")), nil

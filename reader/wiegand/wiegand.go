@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,11 +35,8 @@ var Driver = reader.Driver{
 // Defaults of the driver.
 const (
 	DefaultRepeatWindow = 500 * time.Millisecond
-	DefaultMinBackoff   = 100 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
-	// maxQueue bounds the reads waiting for a stalled consumer: far
-	// more than a person can present.
-	maxQueue = 1024
+	DefaultMinBackoff   = reader.MinBackoff
+	DefaultMaxBackoff   = reader.MaxBackoff
 )
 
 // Config is a wiegand reader's table in [[readers]].
@@ -141,9 +139,10 @@ type Reader struct {
 	running atomic.Bool
 
 	// Owned by Run's goroutine.
-	dec   Decoder
-	last  map[string]time.Time // card value -> its last read
-	queue []reader.Read
+	dec     Decoder
+	repeats reader.Repeats // cards only
+
+	queue reader.Queue
 
 	frames, reads, bad, garbage, reopens atomic.Uint64
 	open                                 atomic.Bool
@@ -168,13 +167,11 @@ func New(o Options) *Reader {
 	if o.Open == nil {
 		o.Open = gpioline.Open
 	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = DefaultMinBackoff
+	return &Reader{
+		o:       o,
+		log:     o.Logger.With("reader", o.Name, "driver", "wiegand"),
+		repeats: reader.Repeats{Window: o.RepeatWindow},
 	}
-	if o.MaxBackoff < o.MinBackoff {
-		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
-	}
-	return &Reader{o: o, log: o.Logger.With("reader", o.Name, "driver", "wiegand"), last: make(map[string]time.Time)}
 }
 
 // Name returns the configured reader name.
@@ -192,12 +189,6 @@ func (r *Reader) Stats() reader.Stats {
 	}
 }
 
-// Run watches D0 and D1 and sends a Read per card presentation and per
-// key press until ctx is done, then returns nil. A chip that cannot be
-// opened or goes away is reopened with backoff. Everything happens on
-// Run's goroutine (the chip's edges come on a channel), and reads wait
-// in a queue for out, so a slow consumer never delays decoding.
-
 var _ reader.Stater = (*Reader)(nil)
 
 // State implements reader.Stater: online while its chip is open (the
@@ -209,6 +200,12 @@ func (r *Reader) State() string {
 	return reader.StateOffline
 }
 
+// Run watches D0 and D1 and sends a Read per card presentation and per
+// key press until ctx is done, then returns nil. A chip that cannot be
+// opened or goes away is reopened with backoff. Decoding happens on
+// Run's goroutine (the chip's edges come on a channel); reads wait in a
+// reader.Queue that a goroutine Run owns hands to out, so a slow
+// consumer never delays decoding.
 func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	if r.o.Name == "" || r.o.D0 == "" || r.o.D1 == "" || r.o.Chip.Path == "" {
 		return fmt.Errorf("wiegand: Name, Chip, D0 and D1 are required: %w", reader.ErrConfig)
@@ -218,10 +215,16 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	}
 	defer r.running.Store(false)
 
-	backoff := gpioline.NewBackoff(r.o.MinBackoff, r.o.MaxBackoff)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.queue.Deliver(ctx, out) })
+	defer wg.Wait()
+	defer cancel()
+
+	backoff := reader.Backoff{Min: r.o.MinBackoff, Max: r.o.MaxBackoff}
 	failed := false
 	for ctx.Err() == nil {
-		got, err := r.session(ctx, out, failed)
+		got, err := r.session(ctx, failed)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -231,7 +234,7 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 		failed = true
 		d := backoff.Next()
 		r.log.Warn("chip failed", "err", err, "retry_in", d)
-		if !r.wait(ctx, d, out) {
+		if reader.Wait(ctx, d) != nil {
 			return nil
 		}
 	}
@@ -240,7 +243,7 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 
 // session opens the chip and decodes its edges until it fails or ctx is
 // done. got reports whether any edge came.
-func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen bool) (got bool, err error) {
+func (r *Reader) session(ctx context.Context, reopen bool) (got bool, err error) {
 	chip, err := r.o.Open(r.o.Chip)
 	if err != nil {
 		return false, fmt.Errorf("wiegand: reader %q: open %s: %w", r.o.Name, r.o.Chip, err)
@@ -281,11 +284,6 @@ func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen boo
 		return fmt.Errorf("wiegand: reader %q: %w", r.o.Name, err)
 	}
 	for {
-		var send chan<- reader.Read
-		var head reader.Read
-		if len(r.queue) > 0 {
-			send, head = out, r.queue[0]
-		}
 		select {
 		case <-ctx.Done():
 			return got, ctx.Err()
@@ -309,29 +307,6 @@ func (r *Reader) session(ctx context.Context, out chan<- reader.Read, reopen boo
 			}
 			r.dec.Flush(emit)
 			r.garbage.Store(r.dec.Garbage())
-		case send <- head:
-			r.queue = r.queue[1:]
-		}
-	}
-}
-
-// wait waits d, delivering queued reads meanwhile; false if ctx is done.
-func (r *Reader) wait(ctx context.Context, d time.Duration, out chan<- reader.Read) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		var send chan<- reader.Read
-		var head reader.Read
-		if len(r.queue) > 0 {
-			send, head = out, r.queue[0]
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case send <- head:
-			r.queue = r.queue[1:]
 		}
 	}
 }
@@ -346,27 +321,11 @@ func (r *Reader) frame(f Frame, at time.Time) {
 		return
 	}
 	r.frames.Add(1)
-	if c.Type == reader.TypeCard && !r.fold(c.Value, at) {
+	if c.Type == reader.TypeCard && !r.repeats.New(c.Value, at) {
 		return
 	}
-	if len(r.queue) >= maxQueue {
-		r.log.Warn("consumer stalled: oldest read dropped", "queued", len(r.queue))
-		r.queue = r.queue[1:]
-	}
 	r.reads.Add(1)
-	r.queue = append(r.queue, reader.Read{Reader: r.o.Name, Type: c.Type, Value: c.Value, Format: c.Format, At: at})
-}
-
-// fold reports whether card v read at now is a new presentation, and
-// records it.
-func (r *Reader) fold(v string, now time.Time) bool {
-	last, seen := r.last[v]
-	isNew := !seen || now.Sub(last) >= r.o.RepeatWindow
-	for k, t := range r.last {
-		if now.Sub(t) >= r.o.RepeatWindow {
-			delete(r.last, k)
-		}
+	if !r.queue.Push(reader.Read{Reader: r.o.Name, Type: c.Type, Value: c.Value, Format: c.Format, At: at}) {
+		r.log.Warn("consumer stalled: oldest read dropped", "queued", r.queue.Len())
 	}
-	r.last[v] = now
-	return isNew
 }

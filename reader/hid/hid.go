@@ -337,6 +337,7 @@ const readBuf = 64 * int(Layout64)
 func (r *Reader) pump(dev Device, q *reader.Queue, data *atomic.Bool) error {
 	onValue := func(v string) {
 		now := r.opt.Now()
+		r.publish() // this value's frame counted before anyone has its read
 		if r.repeats.New(v, now) {
 			// Counted when decided, so that Stats includes a Read
 			// still on its way to the consumer.

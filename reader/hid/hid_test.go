@@ -503,9 +503,10 @@ func TestReopenResetsBackoff(t *testing.T) {
 	v2, _ := ty.typeValue(nil, "22", false)
 	scripts := [][]byte{append(slices.Clone(v1), v2[:len(v2)/2]...), nil, v2}
 	var (
-		mu    sync.Mutex
-		waits []time.Duration
-		last  = make(chan struct{})
+		mu       sync.Mutex
+		waits    []time.Duration
+		last     = make(chan struct{})
+		lastOnce sync.Once
 	)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -513,8 +514,11 @@ func TestReopenResetsBackoff(t *testing.T) {
 	r := NewReader(Options{
 		Name: "x",
 		Open: func() (Device, error) {
-			if opens == len(scripts) {
-				close(last)
+			if opens >= len(scripts) {
+				// Run may ask again between the test's cancel and its
+				// own derived context's (children are cancelled after
+				// the parent's Done closes).
+				lastOnce.Do(func() { close(last) })
 				<-ctx.Done()
 				return nil, ctx.Err()
 			}

@@ -206,13 +206,6 @@ func (r *Reader) Stats() reader.Stats {
 	}
 }
 
-// Run opens the device and sends one Read per value typed on out until
-// ctx is done, then returns nil. A device that fails to open or fails
-// while reading (unplugged) is closed and reopened with backoff; Run does
-// not return for that. It returns an error wrapping reader.ErrConfig only
-// for unusable Options, or if Run is already running. It returns promptly
-// when ctx is done and leaves no goroutine behind.
-
 var _ reader.Stater = (*Reader)(nil)
 
 // State implements reader.Stater: online while its device is open (the
@@ -224,6 +217,12 @@ func (r *Reader) State() string {
 	return reader.StateOffline
 }
 
+// Run opens the device and sends one Read per value typed on out until
+// ctx is done, then returns nil. A device that fails to open or fails
+// while reading (unplugged) is closed and reopened with backoff; Run does
+// not return for that. It returns an error wrapping reader.ErrConfig only
+// for unusable Options, or if Run is already running. It returns promptly
+// when ctx is done and leaves no goroutine behind.
 func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	if err := r.opt.validate(); err != nil {
 		return err

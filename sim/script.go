@@ -116,7 +116,7 @@ func (s *Script) fill() {
 		s.RepeatInterval = DefaultRepeatInterval
 	}
 	if s.Sleep == nil {
-		s.Sleep = sleepTimer
+		s.Sleep = reader.Wait
 	}
 	if s.Rand == nil {
 		s.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -210,15 +210,4 @@ func (s *Script) twin(cmd, name string) (reader.Twin, error) {
 		return nil, fmt.Errorf("%s: unknown reader %q (have %s)", cmd, name, strings.Join(names, ", "))
 	}
 	return t, nil
-}
-
-func sleepTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

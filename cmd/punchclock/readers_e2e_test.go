@@ -71,6 +71,21 @@ func mixedTerminal(t *testing.T, broker, extra string) (dir, cfgPath string, twi
 	return dir, cfgPath, twins
 }
 
+// startMixed starts the built agent on a mixed terminal; a failing test
+// shows its log.
+func startMixed(t *testing.T, broker string) (*terminal, map[string]reader.Twin) {
+	t.Helper()
+	dir, cfgPath, twins := mixedTerminal(t, broker, "")
+	tm := &terminal{t: t, dir: dir, config: cfgPath}
+	tm.start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", tm.logText())
+		}
+	})
+	return tm, twins
+}
+
 // play runs scenario lines against the twins.
 func play(t *testing.T, twins map[string]reader.Twin, lines ...string) {
 	t.Helper()
@@ -83,14 +98,7 @@ func play(t *testing.T, twins map[string]reader.Twin, lines ...string) {
 func TestE2EEveryReaderKind(t *testing.T) {
 	b := testbroker.Start(t)
 	sub := b.Subscribe(t, "punchclock/door-1/#")
-	dir, cfgPath, twins := mixedTerminal(t, b.URL(), "")
-	tm := &terminal{t: t, dir: dir, config: cfgPath}
-	tm.start()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", tm.logText())
-		}
-	})
+	tm, twins := startMixed(t, b.URL())
 
 	for i, k := range samples.Samples {
 		play(t, twins, k.Present...)
@@ -157,7 +165,7 @@ func TestE2EEveryReaderKind(t *testing.T) {
 		}
 	}
 	tm.stop()
-	checkNoSecret(t, dir, tm.logText(), sub.Messages())
+	checkNoSecret(t, tm.dir, tm.logText(), sub.Messages())
 }
 
 // checkNoSecret fails if the PIN appears in any file of the terminal
@@ -204,9 +212,8 @@ func checkNoSecret(t *testing.T, dir, log string, msgs []testbroker.Message) {
 func TestE2EEnrolFingerprint(t *testing.T) {
 	b := testbroker.Start(t)
 	sub := b.Subscribe(t, "punchclock/door-1/enrolments")
-	dir, cfgPath, twins := mixedTerminal(t, b.URL(), "")
-	tm := &terminal{t: t, dir: dir, config: cfgPath}
-	tm.start()
+	tm, twins := startMixed(t, b.URL())
+	cfgPath := tm.config
 	play(t, twins, "store finger 0 1 2 4") // pages taken by enrolments made before
 
 	out, err := exec.Command(binary, "enroll", "-config", cfgPath, "-reader", "finger", "-employee", "E99").CombinedOutput()
@@ -253,14 +260,7 @@ func TestE2EEnrolFingerprint(t *testing.T) {
 func TestE2EReadersReplugged(t *testing.T) {
 	b := testbroker.Start(t)
 	sub := b.Subscribe(t, "punchclock/door-1/events")
-	dir, cfgPath, twins := mixedTerminal(t, b.URL(), "")
-	tm := &terminal{t: t, dir: dir, config: cfgPath}
-	tm.start()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", tm.logText())
-		}
-	})
+	tm, twins := startMixed(t, b.URL())
 	for _, s := range samples.Samples {
 		play(t, twins, "unplug "+s.Name)
 	}

@@ -54,6 +54,20 @@ func (a *Agent) Status() (Status, error) {
 	return s, err
 }
 
+// enrollContext is cancelled when the agent stops or the client goes
+// away: a technician who interrupts `punchclock enroll` must not leave
+// the sensor waiting to enrol the next person's finger under this
+// employee's id.
+func (a *Agent) enrollContext(c net.Conn) context.Context {
+	ctx, cancel := context.WithCancel(a.runCtx())
+	go func() {
+		defer cancel()
+		var b [1]byte
+		c.Read(b[:]) // the client sends nothing more: this returns when it closes
+	}()
+	return ctx
+}
+
 // readerStatus is every reader's state and counters.
 func (a *Agent) readerStatus() []ReaderStatus {
 	var out []ReaderStatus
@@ -185,7 +199,7 @@ func (a *Agent) handleControl(c net.Conn) {
 		f := strings.Fields(rest)
 		if len(f) != 2 {
 			resp.controlErr = controlError(fmt.Errorf("enroll wants READER EMPLOYEE, got %q", rest))
-		} else if en, err := a.Enroll(context.Background(), f[0], f[1]); err != nil {
+		} else if en, err := a.Enroll(a.enrollContext(c), f[0], f[1]); err != nil {
 			resp.Enrolment, resp.controlErr = en, controlError(err)
 		} else {
 			resp.Enrolment = en

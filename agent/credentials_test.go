@@ -169,7 +169,15 @@ type enrollerReader struct {
 	fail   bool
 }
 
-func (r *enrollerReader) Enroll(ctx context.Context) (int, error) { return 9, nil }
+// Enroll stores at the lowest page from 6 that is not taken (the pages
+// below are full on this sensor).
+func (r *enrollerReader) Enroll(ctx context.Context, taken func(int) bool) (int, error) {
+	for p := 6; ; p++ {
+		if !taken(p) {
+			return p, nil
+		}
+	}
+}
 
 func (r *enrollerReader) Erase(ctx context.Context, pages []int) error {
 	r.mu.Lock()
@@ -221,5 +229,12 @@ func TestAgentErasesFingerprintsTheRosterDrops(t *testing.T) {
 	}
 	if _, err := h.a.Enroll(t.Context(), "in", "A"); err == nil || !strings.Contains(err.Error(), "does not enrol") {
 		t.Errorf("enroll at a card reader: %v", err)
+	}
+	// Pages 6 and 8 are A's and B's in the roster: the new template goes
+	// to 7, never onto a page the roster gives someone. (Offline: the
+	// enrolment is made but not published.)
+	en, err := h.a.Enroll(t.Context(), "tog", "A")
+	if en.Credential.Value != "7" || err == nil || !strings.Contains(err.Error(), "page 7") {
+		t.Errorf("enroll: %+v, %v; want page 7", en, err)
 	}
 }

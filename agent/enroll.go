@@ -63,7 +63,16 @@ func (a *Agent) Enroll(ctx context.Context, readerName, employee string) (Enrolm
 	}
 	ctx, cancel := context.WithTimeout(ctx, EnrollTimeout)
 	defer cancel()
-	page, err := enr.Enroll(ctx)
+	// Never a page the roster gives someone (enrolled on another sensor,
+	// or before this sensor was replaced) or one waiting to be erased.
+	given := fingerprintPages(a.idx.Load())
+	a.erase.mu.Lock()
+	for p := range a.erase.pending {
+		given[p] = true
+	}
+	a.erase.mu.Unlock()
+	a.log.Info("fingerprint enrolment started: waiting for two captures", "reader", readerName, "employee", employee)
+	page, err := enr.Enroll(ctx, func(p int) bool { return given[p] })
 	if err != nil {
 		return en, fmt.Errorf("agent: enroll at %s: %w", readerName, err)
 	}

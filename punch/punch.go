@@ -252,6 +252,10 @@ func Folded(readerName, credType, value string, first, last time.Time, count int
 	if credType == roster.Card && !rateLimited {
 		ev.CredentialValue = value
 	}
+	if credType == roster.Fingerprint {
+		zero := 0 // every fingerprint event carries a score: no match
+		ev.Score = &zero
+	}
 	if rateLimited {
 		ev.Flags = []string{FlagRateLimited}
 	}

@@ -131,9 +131,10 @@ type Indicator interface {
 // wait for a capture; they return when ctx is done.
 type Enroller interface {
 	// Enroll takes two captures of a finger, merges them and stores
-	// the template at the lowest free page, which it returns. The
-	// captures are not Reads.
-	Enroll(ctx context.Context) (page int, err error)
+	// the template at the lowest page that is free on the sensor and
+	// not taken (pages the roster gives someone, say on another
+	// sensor), which it returns. The captures are not Reads.
+	Enroll(ctx context.Context, taken func(page int) bool) (page int, err error)
 	// Erase deletes the templates at pages from the sensor.
 	Erase(ctx context.Context, pages []int) error
 }

@@ -723,6 +723,7 @@ func (s *session) poll(q *reader.Queue) {
 type request struct {
 	ctx    context.Context
 	enroll bool
+	taken  func(page int) bool // enroll: pages not to use
 	pages  []int
 	done   chan result // buffered: the Run goroutine never waits on it
 }
@@ -744,7 +745,7 @@ func (s *session) serve(req request) {
 	}
 	if res.err == nil {
 		if req.enroll {
-			res.page, res.err = s.enroll(ctx)
+			res.page, res.err = s.enroll(ctx, req.taken)
 		} else {
 			res.err = s.erase(ctx, req.pages)
 		}
@@ -753,12 +754,13 @@ func (s *session) serve(req request) {
 }
 
 // Enroll takes two captures of one finger, merges them and stores the
-// template at the lowest free page, which it returns. It waits up to
+// template at the lowest page that is free on the sensor and not taken
+// (nil: none is), which it returns. It waits up to
 // FingerTimeout for each placing and for the lift between (and first,
 // for a finger reported as a punch to leave the sensor). It runs on
 // Run's goroutine (polling pauses meanwhile); the captures are not Reads.
-func (r *Reader) Enroll(ctx context.Context) (int, error) {
-	res := r.call(ctx, request{ctx: ctx, enroll: true})
+func (r *Reader) Enroll(ctx context.Context, taken func(page int) bool) (int, error) {
+	res := r.call(ctx, request{ctx: ctx, enroll: true, taken: taken})
 	return res.page, res.err
 }
 
@@ -788,7 +790,7 @@ func (r *Reader) call(ctx context.Context, req request) result {
 	return <-req.done
 }
 
-func (s *session) enroll(ctx context.Context) (int, error) {
+func (s *session) enroll(ctx context.Context, taken func(int) bool) (int, error) {
 	r := s.r
 	// A finger reported as a punch and still resting on the sensor is
 	// not the one to enrol: wait until the sensor is clear.
@@ -816,7 +818,7 @@ func (s *session) enroll(ctx context.Context) (int, error) {
 		}
 		return 0, err
 	}
-	page, err := s.freePage(ctx)
+	page, err := s.freePage(ctx, taken)
 	if err != nil {
 		return 0, err
 	}
@@ -889,10 +891,11 @@ func (s *session) pause(ctx context.Context) error {
 	}
 }
 
-// freePage reads the index tables and returns the lowest free page. In
+// freePage reads the index tables and returns the lowest free page that
+// is not taken. In
 // each 32-byte table, bit i (least significant first) of byte j stands
 // for page 256*index + 8*j + i (R503 manual, ReadIndexTable).
-func (s *session) freePage(ctx context.Context) (int, error) {
+func (s *session) freePage(ctx context.Context, taken func(int) bool) (int, error) {
 	r := s.r
 	for ip := 0; ip*256 < r.libSize; ip++ {
 		p, err := s.must(ctx, CmdReadIndexTable, byte(ip))
@@ -905,7 +908,7 @@ func (s *session) freePage(ctx context.Context) (int, error) {
 				if page >= r.libSize {
 					return 0, fmt.Errorf("r30x: reader %q: %w", r.opt.Name, ErrLibraryFull)
 				}
-				if b&(1<<i) == 0 {
+				if b&(1<<i) == 0 && (taken == nil || !taken(page)) {
 					return page, nil
 				}
 			}

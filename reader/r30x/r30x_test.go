@@ -210,7 +210,7 @@ func TestEnrollLowestFreePage(t *testing.T) {
 	}
 	done := make(chan res, 1)
 	go func() {
-		p, err := g.r.Enroll(t.Context())
+		p, err := g.r.Enroll(t.Context(), nil)
 		done <- res{p, err}
 	}()
 	g.do("enrollfinger")
@@ -237,7 +237,7 @@ func TestEnrollLowestFreePage(t *testing.T) {
 	// The next enrolment takes page 4. Finger 2 may still be on the
 	// sensor: enrolment waits until it is lifted.
 	go func() {
-		p, err := g.r.Enroll(t.Context())
+		p, err := g.r.Enroll(t.Context(), nil)
 		done <- res{p, err}
 	}()
 	g.do("finger", "new")
@@ -250,7 +250,7 @@ func TestEnrollMismatch(t *testing.T) {
 	g := newRig(t, nil)
 	done := make(chan error, 1)
 	go func() {
-		_, err := g.r.Enroll(t.Context())
+		_, err := g.r.Enroll(t.Context(), nil)
 		done <- err
 	}()
 	// Two different fingers for the two captures.
@@ -275,21 +275,21 @@ func TestEnrollMismatch(t *testing.T) {
 
 func TestEnrollNoFinger(t *testing.T) {
 	g := newRig(t, func(o *r30x.Options, _ *r30x.TwinOptions) { o.FingerTimeout = 200 * time.Millisecond })
-	_, err := g.r.Enroll(t.Context())
+	_, err := g.r.Enroll(t.Context(), nil)
 	if !errors.Is(err, r30x.ErrNoFinger) {
 		t.Fatalf("Enroll = %v, want ErrNoFinger", err)
 	}
 	// The caller's context bounds it too.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := g.r.Enroll(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := g.r.Enroll(ctx, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Enroll with a cancelled context = %v", err)
 	}
 }
 
 func TestEnrollNotRunning(t *testing.T) {
 	r := r30x.NewReader(r30x.Options{Name: "door", Open: func() (r30x.Port, error) { return nil, errors.New("none") }})
-	if _, err := r.Enroll(t.Context()); !errors.Is(err, r30x.ErrNotRunning) {
+	if _, err := r.Enroll(t.Context(), nil); !errors.Is(err, r30x.ErrNotRunning) {
 		t.Fatalf("Enroll = %v, want ErrNotRunning", err)
 	}
 	if err := r.Erase(t.Context(), []int{1}); !errors.Is(err, r30x.ErrNotRunning) {
@@ -384,7 +384,7 @@ func TestUnplugReplug(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), within)
 	defer cancel()
 	time.Sleep(100 * time.Millisecond) // let the driver notice
-	if _, err := g.r.Enroll(ctx); !errors.Is(err, r30x.ErrOffline) && !errors.Is(err, r30x.ErrTimeout) {
+	if _, err := g.r.Enroll(ctx, nil); !errors.Is(err, r30x.ErrOffline) && !errors.Is(err, r30x.ErrTimeout) {
 		t.Errorf("Enroll while unplugged = %v", err)
 	}
 	if err := g.twin.Replug(); err != nil {
@@ -450,7 +450,7 @@ func TestRunTwiceAndStop(t *testing.T) {
 	if st := g.r.State(); st != reader.StateOffline {
 		t.Errorf("State after Run = %s", st)
 	}
-	if _, err := g.r.Enroll(t.Context()); !errors.Is(err, r30x.ErrNotRunning) {
+	if _, err := g.r.Enroll(t.Context(), nil); !errors.Is(err, r30x.ErrNotRunning) {
 		t.Errorf("Enroll after Run = %v", err)
 	}
 }
@@ -484,7 +484,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 		g.do("store", "1")
 		g.do("finger", "1")
 		g.expect("1", r30x.DefaultTwinScore)
-		if _, err := g.r.Enroll(t.Context()); !errors.Is(err, r30x.ErrNoFinger) {
+		if _, err := g.r.Enroll(t.Context(), nil); !errors.Is(err, r30x.ErrNoFinger) {
 			t.Errorf("Enroll = %v", err)
 		}
 		if err := g.twin.Unplug(); err != nil {

@@ -275,3 +275,41 @@ func TestReaderSecretsNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// Readers written as inline tables, as configs before driver-owned keys
+// could, still load.
+func TestInlineReaderTables(t *testing.T) {
+	c, err := config.Parse("inline.toml", []byte("device_id = \"d\"\nreaders = [{name = \"a\", driver = \"rdm6300\", port = \"/dev/ttyS0\"}, {name = \"b\", driver = \"hid\", device = \"/dev/input/x\"}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Readers) != 2 || c.Readers[0].Settings.(*rdm6300.Settings).Port != "/dev/ttyS0" || c.Readers[1].Driver != "hid" {
+		t.Fatalf("readers %+v", c.Readers)
+	}
+	_, err = config.Parse("inline.toml", []byte("device_id = \"d\"\nreaders = [{name = \"a\", driver = \"rdm6300\", port = \"/dev/ttyS0\", baud = 7}]\n"))
+	if err == nil || !strings.Contains(err.Error(), `"readers[0].baud"`) {
+		t.Errorf("bad key in an inline table: %v", err)
+	}
+}
+
+// One GPIO line or one OSDP address is one reader's, whatever its
+// spelling, and a feedback output's line is no reader's.
+func TestClaimsConflicts(t *testing.T) {
+	for _, tc := range []struct{ name, toml, want string }{
+		{"wiegand on a feedback pin", "[[readers]]\nname = \"g\"\ndriver = \"wiegand\"\nd0_pin = \"GPIO17\"\nd1_pin = \"GPIO27\"\n[feedback]\ngreen = \"GPIO17\"\n",
+			"/dev/gpiochip0:GPIO17 is also used by feedback.green"},
+		{"17 and GPIO17", "[[readers]]\nname = \"g\"\ndriver = \"wiegand\"\nd0_pin = \"17\"\nd1_pin = \"GPIO27\"\n[[readers]]\nname = \"p\"\ndriver = \"keypad\"\nrows = [\"GPIO17\", \"GPIO5\", \"GPIO6\", \"GPIO13\"]\ncols = [\"GPIO19\", \"GPIO26\", \"GPIO21\"]\n",
+			`/dev/gpiochip0:GPIO17 is also used by reader "g"`},
+		{"one OSDP address twice", "[[readers]]\nname = \"a\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 3\n[[readers]]\nname = \"b\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 3\n",
+			`/dev/ttyS1 address 3 is also used by reader "a"`},
+	} {
+		_, err := config.Parse("c.toml", []byte("device_id = \"d\"\n"+tc.toml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// Two OSDP readers at different addresses share a bus.
+	if _, err := config.Parse("c.toml", []byte("device_id = \"d\"\n[[readers]]\nname = \"a\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 3\n[[readers]]\nname = \"b\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 4\n")); err != nil {
+		t.Errorf("two addresses on one bus: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/punchclock/punchclock/reader"
 	"github.com/punchclock/punchclock/reader/drivers"
+	"github.com/punchclock/punchclock/reader/gpioline"
 )
 
 // Reader configures one credential reader. The common keys are the
@@ -44,6 +45,40 @@ var commonKeys = []string{"name", "driver", "direction", "repeat_window"}
 // known (see decodeReaders).
 func (r *Reader) UnmarshalTOML(b []byte) error {
 	r.raw = append(unstable.RawMessage(nil), b...)
+	return nil
+}
+
+// inlineReaders fills in the tables of readers written inline
+// (readers = [{name = "a", ...}]), whose bytes the TOML decoder does not
+// hand to UnmarshalTOML: it decodes them again as maps and writes each
+// as the key/value lines of a table.
+func (c *Config) inlineReaders(doc []byte) error {
+	inline := false
+	for _, r := range c.Readers {
+		inline = inline || bytes.HasPrefix(bytes.TrimSpace(r.raw), []byte("{"))
+	}
+	if !inline {
+		return nil
+	}
+	var all struct {
+		Readers []map[string]any `toml:"readers"`
+	}
+	if err := toml.Unmarshal(doc, &all); err != nil {
+		return err
+	}
+	if len(all.Readers) != len(c.Readers) {
+		return fmt.Errorf("%d readers decoded as maps, %d as tables", len(all.Readers), len(c.Readers))
+	}
+	for i := range c.Readers {
+		if !bytes.HasPrefix(bytes.TrimSpace(c.Readers[i].raw), []byte("{")) {
+			continue
+		}
+		b, err := toml.Marshal(all.Readers[i])
+		if err != nil {
+			return err
+		}
+		c.Readers[i].raw = b
+	}
 	return nil
 }
 
@@ -159,6 +194,9 @@ func readerLines(doc []byte) *keyLines {
 func (c *Config) decodeReaders(doc []byte) []string {
 	kl := readerLines(doc)
 	c.lines = kl
+	if err := c.inlineReaders(doc); err != nil {
+		return []string{fmt.Sprintf("%s: readers: %v", c.Path, err)}
+	}
 	var errs []string
 	at := c.readerKey
 	for i := range c.Readers {
@@ -229,6 +267,12 @@ func errText(err error) string {
 func (c *Config) validateReaders(bad func(key, format string, args ...any), errs *[]string) {
 	seen := map[string]bool{}
 	claims := map[string]string{} // claim -> reader
+	// The feedback outputs are on the host's GPIO chip too.
+	for _, p := range c.Feedback.Pins() {
+		if p.Name != "" {
+			claims[gpioline.DefaultChip+":"+gpioline.LineName(p.Name)] = p.Key
+		}
+	}
 	for i := range c.Readers {
 		r := &c.Readers[i]
 		k := func(f string) string { return fmt.Sprintf("readers[%d].%s", i, f) }
@@ -266,7 +310,11 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), errs
 			name := strings.TrimPrefix(cl, "shared:")
 			other, taken := claims[name]
 			if taken && !(shared && strings.HasPrefix(other, "shared:")) {
-				*errs = append(*errs, fmt.Sprintf("%s: %s is also used by reader %q", c.readerKey(i, ""), name, strings.TrimPrefix(other, "shared:")))
+				by := fmt.Sprintf("reader %q", strings.TrimPrefix(other, "shared:"))
+				if strings.HasPrefix(other, "feedback.") {
+					by = other
+				}
+				*errs = append(*errs, fmt.Sprintf("%s: %s is also used by %s", c.readerKey(i, ""), name, by))
 				continue
 			}
 			if shared {

@@ -66,7 +66,9 @@ func TestFindByFormat(t *testing.T) {
 		{Card, "uid", "0A00123456", ""}, // an EM value is no UID
 		{Card, "em4100", "0012345678", ""},
 		{Card, "wiegand26", "200:1000", "wieg"},
-		{Card, "wiegand26", "18:13398", "em"},  // the EM card's last three bytes
+		{Card, "wiegand26", "18:13398", "em"},   // the EM card's last three bytes
+		{Card, "wiegand26", "208:24064", "dec"}, // "3000000000" as printed: 0xB2D05E00
+		{Card, "typed", "0A00123456", "em"},
 		{Card, "wiegand26", "187:52445", "?"},  // 0xBB, 0xCCDD: twinA and twinB
 		{Card, "wiegand26", "200:100", "both"}, // one employee under both forms
 		{Card, "wiegand34", "18:13398", ""},    // the EM projection is 26-bit only

@@ -97,6 +97,13 @@ func NewIndex(r *Roster) *Index {
 					}
 					addHolder(x.em24, uint32(k)&0xFFFFFF, e)
 					addHolder(x.em32, uint32(k), e)
+					// Ten decimal digits are also the number printed on
+					// an EM card (its last four bytes), as an EM read
+					// matches them: project that reading too.
+					if n, ok := decimal32(c.Value); ok && uint32(k) != n {
+						addHolder(x.em24, n&0xFFFFFF, e)
+						addHolder(x.em32, n, e)
+					}
 				}
 				continue
 			}

@@ -116,10 +116,25 @@ func (s Spec) String() string {
 // readers use one line. go-rpio's registers drive the same lines as the
 // first character device, so its lines are claimed under that name.
 func (s Spec) Claim(line string) string {
+	line = LineName(line)
 	if s.Mem {
 		return DefaultChip + ":" + line
 	}
 	return s.String() + ":" + line
+}
+
+// LineName is the canonical name of a line: a bare number ("17") is the
+// chip's line GPIO17, as periph reads it.
+func LineName(line string) string {
+	if line == "" {
+		return line
+	}
+	for _, c := range line {
+		if c < '0' || c > '9' {
+			return line
+		}
+	}
+	return "GPIO" + line
 }
 
 // ParseSpec parses the `chip` key: "" is DefaultChip, "/dev/gpiochipN" a

@@ -136,7 +136,10 @@ func parseKey(s string) (*Key, error) {
 }
 
 // Claims returns the port, shared: several PDs may sit on one bus.
-func (c *Config) Claims() []string { return []string{"shared:" + c.Port} }
+func (c *Config) Claims() []string {
+	// The bus is shared; an address on it is not.
+	return []string{"shared:" + c.Port, fmt.Sprintf("%s address %d", c.Port, c.Address)}
+}
 
 // New builds the reader on the real port.
 func (c *Config) New(env reader.Env) (reader.Reader, error) {

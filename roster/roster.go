@@ -143,6 +143,11 @@ func (r *Roster) Validate() error {
 			}
 			c.Value = v
 			if other, why, clash := chk.add(c.Type, v, ref{int32(i), int32(j)}); clash {
+				if c.Type == PIN {
+					// roster_error is published: naming the other
+					// holder would tell its readers whose PIN this is.
+					return fmt.Errorf("%w: %s.credentials[%d]: this pin is also another employee's (not named: two people may not share a PIN)", ErrInvalid, r.where(i), j)
+				}
 				return fmt.Errorf("%w: %s.credentials[%d]: %s %s.credentials[%d]", ErrInvalid,
 					r.where(i), j, why, r.where(int(other.emp)), other.cred)
 			}

@@ -110,7 +110,7 @@ func TestParseRejects(t *testing.T) {
 			[]string{`employees[2] (id "A2").credentials[0]: this decimal card number is the last four bytes of the card of employees[0] (id "A")`}, nil},
 		// Other credential types.
 		{"shared pin", doc(emp("a", "pin:4821"), emp("b", "pin:4821")),
-			[]string{`employees[1] (id "b").credentials[0]: this pin is also held by employees[0] (id "a").credentials[0]`}, []string{"4821"}},
+			[]string{`employees[1] (id "b").credentials[0]: this pin is also another employee's (not named`}, []string{"4821", `id "a"`}},
 		{"shared fingerprint", doc(emp("a", "fingerprint:17"), emp("b", "fingerprint:17")),
 			[]string{`this fingerprint is also held by employees[0] (id "a")`}, nil},
 	} {

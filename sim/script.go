@@ -186,13 +186,18 @@ func (s *Script) exec(ctx context.Context, line string) (string, error) {
 	return cmd + " " + args[0] + " " + strings.TrimPrefix(echo, cmd+" "), nil
 }
 
-// stripComment cuts a comment off a line: from a '#' that starts the line,
-// or that stands between white space and white space. Any other '#' is a
-// key: "keys pad 4821#", "keys pad #".
+// stripComment cuts a comment off a line: from a '#' that is the first
+// thing on the line (after white space), or that stands between white
+// space and white space. Any other '#' is a key: "keys pad 4821#",
+// "keys pad #" (a lone '#' at the end of a line is the enter key).
 func stripComment(line string) string {
-	space := func(i int) bool { return i < 0 || i >= len(line) || line[i] == ' ' || line[i] == '\t' }
-	for i := 0; i < len(line); i++ {
-		if line[i] == '#' && (i == 0 || space(i-1) && space(i+1) && i+1 < len(line)) {
+	line = strings.TrimRight(line, " \t\r")
+	if t := strings.TrimLeft(line, " \t"); strings.HasPrefix(t, "#") {
+		return ""
+	}
+	space := func(i int) bool { return line[i] == ' ' || line[i] == '\t' }
+	for i := 1; i+1 < len(line); i++ {
+		if line[i] == '#' && space(i-1) && space(i+1) {
 			return line[:i]
 		}
 	}

@@ -213,11 +213,16 @@ func TestRunHelper(t *testing.T) {
 func TestStripComment(t *testing.T) {
 	for in, want := range map[string]string{
 		"# a comment":                  "",
+		"  #indented":                  "",
+		"#pause":                       "",
 		"card front 0A00123456 # Anna": "card front 0A00123456 ",
 		"keys pad 4821#":               "keys pad 4821#",
 		"keys pad 4821# # Anna's PIN":  "keys pad 4821# ",
+		"keys pad 4821# \t":            "keys pad 4821#",
 		"keys pad 12*34#":              "keys pad 12*34#",
-		"sleep 1s	# pause":             "sleep 1s	",
+		"keys pad #":                   "keys pad #",
+		"keys pad # ":                  "keys pad #",
+		"sleep 1s\t# pause":            "sleep 1s\t",
 	} {
 		if got := stripComment(in); got != want {
 			t.Errorf("stripComment(%q) = %q, want %q", in, got, want)

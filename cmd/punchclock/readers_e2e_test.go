@@ -233,7 +233,7 @@ func TestE2EEnrolFingerprint(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	tm.waitLog("the enrolment under way", func(s string) bool { return strings.Contains(s, "fingerprint enrolment started") })
 	play(t, twins, "enrollfinger finger")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("enroll: %v\n%s\nagent log:\n%s", err, buf.String(), tm.logText())
@@ -278,6 +278,17 @@ func TestE2EReadersReplugged(t *testing.T) {
 	for _, s := range samples.Samples {
 		play(t, twins, "replug "+s.Name)
 	}
+	// Each comes back within its backoff (up to 5 s): present only then,
+	// or a card shown briefly (the PN532's) could come and go unseen.
+	tm.waitStatusOf("every reader online again", func(st map[string]any) bool {
+		rs, _ := st["readers"].([]any)
+		for _, r := range rs {
+			if r.(map[string]any)["state"] != "online" {
+				return false
+			}
+		}
+		return len(rs) == len(samples.Samples)
+	})
 	for i, s := range samples.Samples {
 		play(t, twins, s.Present...)
 		want := i + 1

@@ -46,8 +46,6 @@ keeps them until SIGINT or SIGTERM.
 
 `
 
-// serve runs the serve subcommand until the script ends (and, with
-// -hold, until ctx is done).
 // twinPath is where the agent finds a twin: its pty's device when it
 // has one, else its Path.
 func twinPath(t reader.Twin) string {
@@ -57,6 +55,8 @@ func twinPath(t reader.Twin) string {
 	return t.Path()
 }
 
+// serve runs the serve subcommand until the script ends (and, with
+// -hold, until ctx is done).
 func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)

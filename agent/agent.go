@@ -168,6 +168,11 @@ func New(opts Options) (*Agent, error) {
 		db.Close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if err := a.loadErasures(); err != nil {
+		// Not fatal: the door must open. The pages stay on the sensor
+		// until a technician looks.
+		a.log.Error("fingerprint pages to erase not read", "err", err)
+	}
 	if err := a.load(); err != nil {
 		db.Close()
 		return nil, err

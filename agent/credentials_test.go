@@ -21,7 +21,7 @@ const credRoster = `{"version": 1, "employees": [
  {"id": "W1", "payroll_no": "2", "credentials": [{"type": "card", "value": "01AABBCCDD"}]},
  {"id": "W2", "payroll_no": "3", "credentials": [{"type": "card", "value": "02FFBBCCDD"}]},
  {"id": "U1", "payroll_no": "4", "credentials": [{"type": "card", "value": "04A1B2C3D4E5F6"}]},
- {"id": "F1", "payroll_no": "5", "credentials": [{"type": "fingerprint", "value": "17"}]}]}`
+ {"id": "F1", "payroll_no": "5", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "17"}]}]}`
 
 // indicatorReader is a chanReader with a LED of its own.
 type indicatorReader struct {
@@ -201,7 +201,7 @@ func TestAgentErasesFingerprintsTheRosterDrops(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
 	os.WriteFile(cfg.RosterFile, []byte(`{"version": 1, "employees": [
- {"id": "A", "credentials": [{"type": "fingerprint", "value": "5"}, {"type": "fingerprint", "value": "6"}]},
+ {"id": "A", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "5"}, {"type": "fingerprint", "value": "6"}]},
  {"id": "B", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "7"}]}]}`), 0o644)
 	sensor := &enrollerReader{chanReader: chanReader{name: "tog", reads: make(chan reader.Read)}}
 	h := startAgent(t, cfg, func(o *Options) {
@@ -236,5 +236,52 @@ func TestAgentErasesFingerprintsTheRosterDrops(t *testing.T) {
 	en, err := h.a.Enroll(t.Context(), "tog", "A")
 	if en.Credential.Value != "7" || err == nil || !strings.Contains(err.Error(), "page 7") {
 		t.Errorf("enroll: %+v, %v; want page 7", en, err)
+	}
+}
+
+// Withdrawn consent erases the templates; pages a sensor could not erase
+// are erased after a restart.
+func TestAgentErasuresSurviveARestartAndConsentWithdrawn(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	os.WriteFile(cfg.RosterFile, []byte(`{"version": 1, "employees": [
+ {"id": "A", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "5"}]},
+ {"id": "B", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "7"}]}]}`), 0o644)
+	start := func(fail bool) (*harness, *enrollerReader) {
+		sensor := &enrollerReader{chanReader: chanReader{name: "tog", reads: make(chan reader.Read)}, fail: fail}
+		h := startAgent(t, cfg, func(o *Options) {
+			for i, r := range o.Readers {
+				if r.Name() == "tog" {
+					o.Readers[i] = sensor
+				}
+			}
+		})
+		return h, sensor
+	}
+	h, _ := start(true) // the sensor does not answer
+	// A withdraws consent: page 5 is to go, though the roster still
+	// lists it.
+	h.a.applyRoster([]byte(`{"version": 2, "employees": [
+ {"id": "A", "credentials": [{"type": "fingerprint", "value": "5"}]},
+ {"id": "B", "biometric_consent": true, "credentials": [{"type": "fingerprint", "value": "7"}]}]}`), "test")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(cfg.DataDir, erasuresFile))
+		if string(b) == "[5]" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("erasures file %q, want [5]", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop()
+	_, sensor := start(false)
+	deadline = time.Now().Add(5 * time.Second)
+	for len(sensor.erasures()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := sensor.erasures(); len(got) == 0 || fmt.Sprint(got[0]) != "[5]" {
+		t.Fatalf("after the restart erased %v, want [[5]]", got)
 	}
 }

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 
 	"context"
 	"encoding/json"
@@ -108,6 +110,9 @@ type eraser struct {
 func fingerprintPages(x *roster.Index) map[int]bool {
 	pages := map[int]bool{}
 	x.Each(func(e *roster.Employee) {
+		if !e.BiometricConsent {
+			return // consent withdrawn (or never given): the template goes
+		}
 		for _, c := range e.Credentials {
 			if c.Type != roster.Fingerprint {
 				continue
@@ -142,6 +147,7 @@ func (a *Agent) forget(old, next *roster.Index) {
 	for _, p := range gone {
 		a.erase.pending[p] = true
 	}
+	a.saveErasures()
 	a.erase.mu.Unlock()
 	a.log.Info("fingerprint templates to erase: the roster no longer gives them anyone", "pages", gone)
 	select {
@@ -182,6 +188,7 @@ func (a *Agent) eraseLoop(ctx context.Context) {
 			}
 			pages = append(pages, p)
 		}
+		a.saveErasures()
 		a.erase.mu.Unlock()
 		if len(pages) == 0 {
 			continue
@@ -204,6 +211,7 @@ func (a *Agent) eraseLoop(ctx context.Context) {
 			for _, p := range pages {
 				delete(a.erase.pending, p)
 			}
+			a.saveErasures()
 			a.erase.mu.Unlock()
 		}
 	}
@@ -233,4 +241,78 @@ func QueryEnroll(cfg *config.Config, readerName, employee string) (Enrolment, er
 		return resp.Enrolment, errors.New(resp.Msg)
 	}
 	return resp.Enrolment, nil
+}
+
+// erasuresFile keeps the pages still to erase across restarts: a page
+// the roster dropped is erased even if the sensor was away or the agent
+// restarted before it could be.
+const erasuresFile = "fingerprint-erasures.json"
+
+// saveErasures writes the pending pages atomically. a.erase.mu is held.
+func (a *Agent) saveErasures() {
+	pages := make([]int, 0, len(a.erase.pending))
+	for p := range a.erase.pending {
+		pages = append(pages, p)
+	}
+	slices.Sort(pages)
+	b, _ := json.Marshal(pages)
+	if err := writeFileAtomic(filepath.Join(a.cfg.DataDir, erasuresFile), b); err != nil {
+		a.log.Error("fingerprint pages to erase not saved: a restart would forget them", "pages", pages, "err", err)
+	}
+}
+
+// loadErasures reads the pages a previous run had still to erase.
+func (a *Agent) loadErasures() error {
+	b, err := os.ReadFile(filepath.Join(a.cfg.DataDir, erasuresFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var pages []int
+	if err := json.Unmarshal(b, &pages); err != nil {
+		return fmt.Errorf("%s: %w", erasuresFile, err)
+	}
+	for _, p := range pages {
+		a.erase.pending[p] = true
+	}
+	if len(pages) > 0 {
+		a.log.Info("fingerprint templates still to erase", "pages", pages)
+		select {
+		case a.erase.wake <- struct{}{}: // as soon as the sensors run
+		default:
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to path through a synced temporary file and a
+// rename, then syncs the directory.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

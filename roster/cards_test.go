@@ -84,7 +84,7 @@ func TestFindByFormat(t *testing.T) {
 		{Card, "typed", "200:1000", "wieg"},
 		{Card, "typed", "hello", ""},
 		{PIN, "", "4821", "pin"},
-		{Fingerprint, "", "17", "fp"},
+		{Fingerprint, "", "17", ""}, // no biometric_consent: the finger is not matched
 		{Fingerprint, "", "18", ""},
 	} {
 		e, amb := x.Find(tc.typ, tc.format, tc.value)
@@ -137,5 +137,19 @@ func TestHashPINs(t *testing.T) {
 	}
 	if err := r.Validate(); err != nil {
 		t.Errorf("a roster with hashed PINs must validate (salvage re-validates stored rosters): %v", err)
+	}
+}
+
+func TestFingerprintNeedsConsent(t *testing.T) {
+	r, err := Parse([]byte(`{"version":1,"employees":[{"id":"a","biometric_consent":true,"credentials":[{"type":"fingerprint","value":"3"}]},{"id":"b","credentials":[{"type":"fingerprint","value":"4"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(r)
+	if e, _ := x.Find(Fingerprint, "", "3"); e == nil || e.ID != "a" {
+		t.Errorf("page 3: %v", e)
+	}
+	if e, _ := x.Find(Fingerprint, "", "4"); e != nil {
+		t.Errorf("page 4 of an employee without consent matched %s", e.ID)
 	}
 }

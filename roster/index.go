@@ -107,6 +107,9 @@ func NewIndex(r *Roster) *Index {
 				}
 				continue
 			}
+			if c.Type == Fingerprint && !e.BiometricConsent {
+				continue // no consent: the finger is not processed
+			}
 			k := typedValue{c.Type, c.Value}
 			if _, dup := x.others[k]; !dup {
 				x.others[k] = e

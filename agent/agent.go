@@ -110,8 +110,10 @@ type Agent struct {
 	run atomic.Pointer[context.Context]
 
 	// pins assembles PINs from key presses and keeps the lockout; owned
-	// by the writer.
-	pins *pinPad
+	// by the writer, like judged: the lockout verdicts of the batch being
+	// committed.
+	pins   *pinPad
+	judged map[judgedKey]bool
 
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
@@ -142,6 +144,7 @@ func New(opts Options) (*Agent, error) {
 		modes:      map[string]string{},
 		drivers:    map[string]string{},
 		indicators: map[string]reader.Indicator{},
+		judged:     map[judgedKey]bool{},
 		reads:      make(chan reader.Read, 64),
 	}
 	a.rosters.ready = make(chan struct{}, 1)
@@ -377,6 +380,12 @@ func (a *Agent) prepare(rd reader.Read) (reader.Read, bool) {
 // flood limiter's verdicts of a batch that failed and is retried read by
 // read: the limiter has counted those reads already.
 func (a *Agent) commit(batch []reader.Read, verdicts []flood.Verdict) {
+	if verdicts == nil {
+		// A new batch, not one retried read by read: its PINs are
+		// judged afresh (a retry reuses the judgements, so that a wrong
+		// PIN is not counted twice towards the lockout).
+		clear(a.judged)
+	}
 	outs := make([]punch.Outcome, len(batch))
 	ptrs := make([]*punch.Outcome, 0, len(batch))
 	// Open entries as this batch changes them: nil means closed.
@@ -822,7 +831,19 @@ func (a *Agent) pinLocked(rd reader.Read, at time.Time, emp *roster.Employee) bo
 	if rd.Type != reader.TypePIN || a.pins == nil {
 		return false
 	}
-	return a.pins.judge(rd.Reader, at, emp != nil)
+	k := judgedKey{rd.Reader, rd.Value, rd.At}
+	if locked, ok := a.judged[k]; ok {
+		return locked
+	}
+	locked := a.pins.judge(rd.Reader, at, emp != nil)
+	a.judged[k] = locked
+	return locked
+}
+
+// judgedKey names a PIN read of the batch being committed.
+type judgedKey struct {
+	reader, hash string
+	at           time.Time
 }
 
 // hasClearPIN reports whether r holds a PIN that is not hashed.

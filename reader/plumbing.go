@@ -2,6 +2,7 @@ package reader
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -176,5 +177,42 @@ func Wait(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// A Session opens a reader's port (or chip, or device) and serves it
+// until it fails or ctx is done, pushing what it decodes on a Queue.
+// reopen says whether it follows a failure; progress whether the port
+// delivered anything (then the backoff starts again).
+type Session func(ctx context.Context, reopen bool) (progress bool, err error)
+
+// Reopen is the loop of a driver whose port can go away: it hands q to
+// out on a goroutine of its own, runs session, and after each failure
+// logs it (as "<what> failed") and waits b's next backoff with wait (nil:
+// Wait). It returns when ctx is done, once its goroutine has stopped.
+func Reopen(ctx context.Context, out chan<- Read, q *Queue, b *Backoff, wait func(context.Context, time.Duration) error, log *slog.Logger, what string, session Session) {
+	if wait == nil {
+		wait = Wait
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { q.Deliver(ctx, out) })
+	defer wg.Wait()
+	defer cancel()
+	failed := false
+	for ctx.Err() == nil {
+		progress, err := session(ctx, failed)
+		if ctx.Err() != nil {
+			return
+		}
+		if progress {
+			b.Reset()
+		}
+		failed = true
+		d := b.Next()
+		log.Warn(what+" failed", "err", err, "retry_in", d)
+		if wait(ctx, d) != nil {
+			return
+		}
 	}
 }

@@ -3,6 +3,7 @@ package reader
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -105,5 +106,49 @@ func TestBackoff(t *testing.T) {
 	cancel()
 	if err := Wait(ctx, time.Hour); err == nil {
 		t.Error("Wait ignored a done context")
+	}
+}
+
+func TestReopen(t *testing.T) {
+	var (
+		q     Queue
+		waits []time.Duration
+		calls []bool
+	)
+	ctx, cancel := context.WithCancel(t.Context())
+	out := make(chan Read, 8)
+	session := func(ctx context.Context, reopen bool) (bool, error) {
+		calls = append(calls, reopen)
+		switch len(calls) {
+		case 1, 2:
+			return false, fmt.Errorf("open failed")
+		case 3:
+			q.Push(Read{Value: "x"})
+			return true, fmt.Errorf("port gone") // after data: backoff restarts
+		case 4:
+			return false, fmt.Errorf("open failed")
+		}
+		cancel()
+		return false, ctx.Err()
+	}
+	wait := func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	Reopen(ctx, out, &q, &Backoff{Min: time.Millisecond, Max: 3 * time.Millisecond}, wait, slog.New(slog.DiscardHandler), "port", session)
+	if fmt.Sprint(calls) != "[false true true true true]" {
+		t.Errorf("reopen flags %v", calls)
+	}
+	if fmt.Sprint(waits) != "[1ms 2ms 1ms 2ms]" {
+		t.Errorf("waits %v", waits)
+	}
+	select {
+	case rd := <-out:
+		if rd.Value != "x" {
+			t.Errorf("read %+v", rd)
+		}
+	default:
+		// Reopen returned before its goroutine took it: it stays
+		// queued, never lost.
+		if q.Len() != 1 {
+			t.Errorf("the read queued by a session is gone: %d queued", q.Len())
+		}
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -241,29 +240,7 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	defer r.running.Store(false)
 	r.epoch = r.o.Now()
 
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { r.queue.Deliver(ctx, out) })
-	defer wg.Wait()
-	defer cancel()
-
-	backoff := reader.Backoff{Min: r.o.MinBackoff, Max: r.o.MaxBackoff}
-	failed := false
-	for ctx.Err() == nil {
-		ok, err := r.session(ctx, failed)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if ok {
-			backoff.Reset()
-		}
-		failed = true
-		d := backoff.Next()
-		r.log.Warn("chip failed", "err", err, "retry_in", d)
-		if reader.Wait(ctx, d) != nil {
-			return nil
-		}
-	}
+	reader.Reopen(ctx, out, &r.queue, &reader.Backoff{Min: r.o.MinBackoff, Max: r.o.MaxBackoff}, reader.Wait, r.log, "chip", r.session)
 	return nil
 }
 

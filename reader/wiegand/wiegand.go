@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -215,29 +214,7 @@ func (r *Reader) Run(ctx context.Context, out chan<- reader.Read) error {
 	}
 	defer r.running.Store(false)
 
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { r.queue.Deliver(ctx, out) })
-	defer wg.Wait()
-	defer cancel()
-
-	backoff := reader.Backoff{Min: r.o.MinBackoff, Max: r.o.MaxBackoff}
-	failed := false
-	for ctx.Err() == nil {
-		got, err := r.session(ctx, failed)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if got {
-			backoff.Reset()
-		}
-		failed = true
-		d := backoff.Next()
-		r.log.Warn("chip failed", "err", err, "retry_in", d)
-		if reader.Wait(ctx, d) != nil {
-			return nil
-		}
-	}
+	reader.Reopen(ctx, out, &r.queue, &reader.Backoff{Min: r.o.MinBackoff, Max: r.o.MaxBackoff}, reader.Wait, r.log, "chip", r.session)
 	return nil
 }
 

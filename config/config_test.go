@@ -300,6 +300,8 @@ func TestClaimsConflicts(t *testing.T) {
 			"/dev/gpiochip0:GPIO17 is also used by feedback.green"},
 		{"17 and GPIO17", "[[readers]]\nname = \"g\"\ndriver = \"wiegand\"\nd0_pin = \"17\"\nd1_pin = \"GPIO27\"\n[[readers]]\nname = \"p\"\ndriver = \"keypad\"\nrows = [\"GPIO17\", \"GPIO5\", \"GPIO6\", \"GPIO13\"]\ncols = [\"GPIO19\", \"GPIO26\", \"GPIO21\"]\n",
 			`/dev/gpiochip0:GPIO17 is also used by reader "g"`},
+		{"one OSDP bus at two rates", "[[readers]]\nname = \"a\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 3\n[[readers]]\nname = \"b\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 4\nbaud = 19200\n",
+			`/dev/ttyS1 settings: baud 19200, rts_direction false, rts_invert false, but reader "a" has baud 9600`},
 		{"one OSDP address twice", "[[readers]]\nname = \"a\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 3\n[[readers]]\nname = \"b\"\ndriver = \"osdp\"\nport = \"/dev/ttyS1\"\naddress = 3\n",
 			`/dev/ttyS1 address 3 is also used by reader "a"`},
 	} {

@@ -267,6 +267,8 @@ func errText(err error) string {
 func (c *Config) validateReaders(bad func(key, format string, args ...any), errs *[]string) {
 	seen := map[string]bool{}
 	claims := map[string]string{} // claim -> reader
+	type agreed struct{ reader, value string }
+	agree := map[string]agreed{} // "agree:" claims: name -> the first value
 	// The feedback outputs are on the host's GPIO chip too.
 	for _, p := range c.Feedback.Pins() {
 		if p.Name != "" {
@@ -306,6 +308,15 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), errs
 			continue
 		}
 		for _, cl := range r.Settings.Claims() {
+			if a, ok := strings.CutPrefix(cl, "agree:"); ok {
+				name, value, _ := strings.Cut(a, "=")
+				if prev, ok := agree[name]; ok && prev.value != value {
+					*errs = append(*errs, fmt.Sprintf("%s: %s: %s, but reader %q has %s", c.readerKey(i, ""), name, value, prev.reader, prev.value))
+				} else if !ok {
+					agree[name] = agreed{r.Name, value}
+				}
+				continue
+			}
 			shared := strings.HasPrefix(cl, "shared:")
 			name := strings.TrimPrefix(cl, "shared:")
 			other, taken := claims[name]

@@ -185,6 +185,8 @@ type Config interface {
 	// Claims names the resources the reader uses: device paths and GPIO
 	// lines. Two readers claiming the same one are a config error,
 	// unless both claim it as shared (an RS-485 bus: "shared:" prefix).
+	// "agree:NAME=VALUE" says that every reader claiming NAME must
+	// give the same VALUE (the baud rate of a shared bus).
 	Claims() []string
 	// New builds the reader, wired to real hardware through env.
 	New(env Env) (Reader, error)

@@ -137,8 +137,10 @@ func parseKey(s string) (*Key, error) {
 
 // Claims returns the port, shared: several PDs may sit on one bus.
 func (c *Config) Claims() []string {
-	// The bus is shared; an address on it is not.
-	return []string{"shared:" + c.Port, fmt.Sprintf("%s address %d", c.Port, c.Address)}
+	// The bus is shared; an address on it is not; its settings are the
+	// same for every reader on it.
+	return []string{"shared:" + c.Port, fmt.Sprintf("%s address %d", c.Port, c.Address),
+		fmt.Sprintf("agree:%s settings=baud %d, rts_direction %v, rts_invert %v", c.Port, c.Baud, c.RTSDirection, c.RTSInvert)}
 }
 
 // New builds the reader on the real port.

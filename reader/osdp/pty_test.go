@@ -334,7 +334,7 @@ func TestConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("good config: %v", err)
 	}
-	if got := c.Claims(); len(got) != 2 || got[0] != "shared:/dev/ttyAMA0" || got[1] != "/dev/ttyAMA0 address 0" {
+	if got := c.Claims(); len(got) != 3 || got[0] != "shared:/dev/ttyAMA0" || got[1] != "/dev/ttyAMA0 address 0" {
 		t.Errorf("claims %v", got)
 	}
 	for _, bad := range []struct {

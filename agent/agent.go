@@ -106,8 +106,6 @@ type Agent struct {
 
 	// erase holds the fingerprint pages to delete from the sensors.
 	erase eraser
-	// run is Run's context, for work started from the control socket.
-	run atomic.Pointer[context.Context]
 
 	// pins assembles PINs from key presses and keeps the lockout; owned
 	// by the writer, like judged: the lockout verdicts of the batch being
@@ -228,7 +226,6 @@ func SocketPath(cfg *config.Config) string {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a.run.Store(&ctx)
 	ln, err := listenControl(SocketPath(a.cfg))
 	if err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
@@ -563,10 +560,9 @@ func (a *Agent) load() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	if r != nil {
-		if hasClearPIN(r) {
-			// Stored by an agent from before PINs were hashed: hash
-			// them now, and store the roster again without them.
-			r.HashPINs(a.pins.hash)
+		if r.HashPINs(a.pins.hash) > 0 {
+			// Stored by an agent from before PINs were hashed: store
+			// the roster again without them.
 			if err := a.db.ReplaceRoster(r); err != nil && !errors.Is(err, store.ErrRosterSame) {
 				a.log.Error("stored roster's PINs hashed in memory but not stored", "err", err)
 			} else {
@@ -816,19 +812,11 @@ func (a *Agent) watchReaders(ctx context.Context) {
 	}
 }
 
-// runCtx is Run's context (Background before Run).
-func (a *Agent) runCtx() context.Context {
-	if c := a.run.Load(); c != nil {
-		return *c
-	}
-	return context.Background()
-}
-
 // pinLocked applies the PIN lockout to a PIN read: it reports whether PIN
 // entry is locked at the reader, and counts a wrong PIN or resets the
 // count on a right one. Only the writer calls it.
 func (a *Agent) pinLocked(rd reader.Read, at time.Time, emp *roster.Employee) bool {
-	if rd.Type != reader.TypePIN || a.pins == nil {
+	if rd.Type != reader.TypePIN {
 		return false
 	}
 	k := judgedKey{rd.Reader, rd.Value, rd.At}
@@ -844,16 +832,4 @@ func (a *Agent) pinLocked(rd reader.Read, at time.Time, emp *roster.Employee) bo
 type judgedKey struct {
 	reader, hash string
 	at           time.Time
-}
-
-// hasClearPIN reports whether r holds a PIN that is not hashed.
-func hasClearPIN(r *roster.Roster) bool {
-	for i := range r.Employees {
-		for _, c := range r.Employees[i].Credentials {
-			if c.Type == roster.PIN && !roster.IsHashedPIN(c.Value) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -58,8 +58,8 @@ func (a *Agent) Status() (Status, error) {
 // away: a technician who interrupts `punchclock enroll` must not leave
 // the sensor waiting to enrol the next person's finger under this
 // employee's id.
-func (a *Agent) enrollContext(c net.Conn) context.Context {
-	ctx, cancel := context.WithCancel(a.runCtx())
+func enrollContext(ctx context.Context, c net.Conn) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer cancel()
 		var b [1]byte
@@ -136,7 +136,7 @@ func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.handleControl(c)
+			a.handleControl(ctx, c)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -144,7 +144,7 @@ func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
 	}
 }
 
-func (a *Agent) handleControl(c net.Conn) {
+func (a *Agent) handleControl(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
@@ -199,7 +199,7 @@ func (a *Agent) handleControl(c net.Conn) {
 		f := strings.Fields(rest)
 		if len(f) != 2 {
 			resp.controlErr = controlError(fmt.Errorf("enroll wants READER EMPLOYEE, got %q", rest))
-		} else if en, err := a.Enroll(a.enrollContext(c), f[0], f[1]); err != nil {
+		} else if en, err := a.Enroll(enrollContext(ctx, c), f[0], f[1]); err != nil {
 			resp.Enrolment, resp.controlErr = en, controlError(err)
 		} else {
 			resp.Enrolment = en

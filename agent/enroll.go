@@ -106,6 +106,14 @@ type eraser struct {
 	wake    chan struct{}
 }
 
+// poke wakes the erase loop; it never blocks.
+func (e *eraser) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
 // fingerprintPages lists the sensor pages a roster index gives someone.
 func fingerprintPages(x *roster.Index) map[int]bool {
 	pages := map[int]bool{}
@@ -150,10 +158,7 @@ func (a *Agent) forget(old, next *roster.Index) {
 	a.saveErasures()
 	a.erase.mu.Unlock()
 	a.log.Info("fingerprint templates to erase: the roster no longer gives them anyone", "pages", gone)
-	select {
-	case a.erase.wake <- struct{}{}:
-	default:
-	}
+	a.erase.poke()
 }
 
 // eraseLoop erases queued pages on every sensor, retrying every minute
@@ -279,10 +284,7 @@ func (a *Agent) loadErasures() error {
 	}
 	if len(pages) > 0 {
 		a.log.Info("fingerprint templates still to erase", "pages", pages)
-		select {
-		case a.erase.wake <- struct{}{}: // as soon as the sensors run
-		default:
-		}
+		a.erase.poke() // erased as soon as the sensors run
 	}
 	return nil
 }

@@ -107,14 +107,17 @@ func IsHashedPIN(v string) bool { return pin.IsHashed(v) }
 
 // HashPINs replaces every PIN credential's value with hash(value), in
 // place: the device keeps PINs only as keyed hashes. Values hashed
-// already are left as they are.
-func (r *Roster) HashPINs(hash func(pin string) string) {
+// already are left as they are. It returns how many it hashed.
+func (r *Roster) HashPINs(hash func(pin string) string) int {
+	n := 0
 	for i := range r.Employees {
 		for j := range r.Employees[i].Credentials {
 			c := &r.Employees[i].Credentials[j]
 			if c.Type == PIN && !IsHashedPIN(c.Value) {
 				c.Value = hash(c.Value)
+				n++
 			}
 		}
 	}
+	return n
 }

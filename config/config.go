@@ -336,7 +336,7 @@ func (c *Config) Validate() error {
 	if p := c.MQTT.TopicPrefix; p == "" || strings.ContainsAny(p, "#+") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
 		bad("mqtt.topic_prefix", "%q must be non-empty, without '#', '+' or a leading or trailing '/'", p)
 	}
-	c.validateReaders(bad, &errs)
+	c.validateReaders(&errs)
 	pins := map[string]string{}
 	for _, p := range c.Feedback.Pins() {
 		switch {

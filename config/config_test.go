@@ -135,7 +135,7 @@ func TestErrors(t *testing.T) {
 		{"unknown driver key", reader("pins = 3\n"), []string{`:6: key "readers[0].pins"`, "unknown key for driver rdm6300"}},
 		{"second reader's bad key", reader("[[readers]]\nname = \"back\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyUSB0\"\nbaud = 7\n"),
 			[]string{`:10: key "readers[1].baud"`, "7 is not"}},
-		{"bad direction", reader("direction = \"sideways\"\n"), []string{`key "readers[0].direction"`, "sideways"}},
+		{"bad direction", reader("direction = \"sideways\"\n"), []string{`:6: key "readers[0].direction"`, "sideways"}},
 		{"bad repeat_window", reader("repeat_window = \"11s\"\n"), []string{`key "readers[0].repeat_window"`, "11s"}},
 		{"unparsable repeat_window", reader("repeat_window = \"soon\"\n"), []string{":6:", `"readers[0].repeat_window"`, "soon"}},
 		{"bad feedback pin", reader("[feedback]\nrelay = \"gpio17\"\n"), []string{`key "feedback.relay"`, `"gpio17"`, "GPIO17"}},

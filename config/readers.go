@@ -264,7 +264,11 @@ func errText(err error) string {
 
 // validateReaders checks the common keys and asks each driver to check
 // its own; claims on one device or pin by two readers are errors.
-func (c *Config) validateReaders(bad func(key, format string, args ...any), errs *[]string) {
+func (c *Config) validateReaders(errs *[]string) {
+	// Every error about a reader names its key by its line in the file.
+	bad := func(i int, key, format string, args ...any) {
+		*errs = append(*errs, c.readerKey(i, key)+": "+fmt.Sprintf(format, args...))
+	}
 	seen := map[string]bool{}
 	claims := map[string]string{} // claim -> reader
 	type agreed struct{ reader, value string }
@@ -277,21 +281,20 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), errs
 	}
 	for i := range c.Readers {
 		r := &c.Readers[i]
-		k := func(f string) string { return fmt.Sprintf("readers[%d].%s", i, f) }
 		switch {
 		case r.Name == "":
-			bad(k("name"), "required")
+			bad(i, "name", "required")
 		case !idRE.MatchString(r.Name):
-			bad(k("name"), "%q may hold only letters, digits, '_' and '-'", r.Name)
+			bad(i, "name", "%q may hold only letters, digits, '_' and '-'", r.Name)
 		case seen[r.Name]:
-			bad(k("name"), "%q is used by another reader", r.Name)
+			bad(i, "name", "%q is used by another reader", r.Name)
 		}
 		seen[r.Name] = true
 		if !contains([]string{DirToggle, DirIn, DirOut}, r.Direction) {
-			bad(k("direction"), "%q must be toggle, in or out", r.Direction)
+			bad(i, "direction", "%q must be toggle, in or out", r.Direction)
 		}
 		if r.RepeatWindow.Duration < 0 || r.RepeatWindow.Duration > 10*time.Second {
-			bad(k("repeat_window"), "%v must be between 0 and 10s", r.RepeatWindow.Duration)
+			bad(i, "repeat_window", "%v must be between 0 and 10s", r.RepeatWindow.Duration)
 		}
 		if r.Settings == nil {
 			continue // its table did not decode: reported already
@@ -300,9 +303,9 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), errs
 			for _, e := range flatten(err) {
 				var ke *reader.KeyError
 				if errors.As(e, &ke) {
-					*errs = append(*errs, fmt.Sprintf("%s: %s", c.readerKey(i, ke.Key), ke.Msg))
+					bad(i, ke.Key, "%s", ke.Msg)
 				} else {
-					*errs = append(*errs, fmt.Sprintf("%s: %v", c.readerKey(i, "driver"), e))
+					bad(i, "driver", "%v", e)
 				}
 			}
 			continue
@@ -311,7 +314,7 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), errs
 			if a, ok := strings.CutPrefix(cl, "agree:"); ok {
 				name, value, _ := strings.Cut(a, "=")
 				if prev, ok := agree[name]; ok && prev.value != value {
-					*errs = append(*errs, fmt.Sprintf("%s: %s: %s, but reader %q has %s", c.readerKey(i, ""), name, value, prev.reader, prev.value))
+					bad(i, "", "%s: %s, but reader %q has %s", name, value, prev.reader, prev.value)
 				} else if !ok {
 					agree[name] = agreed{r.Name, value}
 				}
@@ -325,7 +328,7 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), errs
 				if strings.HasPrefix(other, "feedback.") {
 					by = other
 				}
-				*errs = append(*errs, fmt.Sprintf("%s: %s is also used by %s", c.readerKey(i, ""), name, by))
+				bad(i, "", "%s is also used by %s", name, by)
 				continue
 			}
 			if shared {

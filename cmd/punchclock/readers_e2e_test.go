@@ -63,11 +63,7 @@ func mixedTerminal(t *testing.T, broker, extra string) (dir, cfgPath string, twi
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, tw := range twins {
-			tw.Close()
-		}
-	})
+	t.Cleanup(func() { samples.Close(twins) })
 	return dir, cfgPath, twins
 }
 

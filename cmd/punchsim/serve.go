@@ -111,11 +111,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		}
 		return 1
 	}
-	defer func() {
-		for _, t := range twins {
-			t.Close()
-		}
-	}()
+	defer samples.Close(twins)
 	var ready []string
 	for _, r := range cfg.Readers {
 		t := twins[r.Name]

@@ -113,11 +113,7 @@ func (r *run) oneReaderLatency(ctx context.Context, s samples.Sample) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, t := range twins {
-			t.Close()
-		}
-	}()
+	defer samples.Close(twins)
 	readers, err := cfg.NewReaders(nil)
 	if err != nil {
 		return err
@@ -207,7 +203,7 @@ func (r *run) readerIdleCPU(ctx context.Context) error {
 		}
 		p, _, err := startProc(ctx, r.opts.Agent, cfg.Path)
 		if err != nil {
-			closeTwins(twins)
+			samples.Close(twins)
 			return err
 		}
 		time.Sleep(2 * time.Second) // past start-up and the reader's init
@@ -216,7 +212,7 @@ func (r *run) readerIdleCPU(ctx context.Context) error {
 		t1, c1, err1 := procCPU(p.pid())
 		state := readerState(cfg)
 		perr := p.stop()
-		closeTwins(twins)
+		samples.Close(twins)
 		if err0 != nil || err1 != nil {
 			return fmt.Errorf("driver %s: cpu: %v %v", s.Driver, err0, err1)
 		}
@@ -235,12 +231,6 @@ func (r *run) readerIdleCPU(ctx context.Context) error {
 		r.logf("%s idle: %.2f %%", s.Driver, pct)
 	}
 	return nil
-}
-
-func closeTwins(twins map[string]reader.Twin) {
-	for _, t := range twins {
-		t.Close()
-	}
 }
 
 // readerState asks the running agent for its reader's state.

@@ -181,11 +181,7 @@ confirm = "connector"
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer func() {
-		for _, tw := range twins {
-			tw.Close()
-		}
-	}()
+	defer samples.Close(twins)
 	script := &sim.Script{Twins: twins}
 
 	// The connector.

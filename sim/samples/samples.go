@@ -134,12 +134,17 @@ func Twins(cfg *config.Config) (map[string]reader.Twin, error) {
 			Serial: func(link string) (reader.SerialEnd, error) { return sim.NewSerial(link) },
 		})
 		if err != nil {
-			for _, t := range twins {
-				t.Close()
-			}
+			Close(twins)
 			return nil, fmt.Errorf("samples: twin of reader %q (driver %s): %w", rc.Name, rc.Driver, err)
 		}
 		twins[rc.Name] = tw
 	}
 	return twins, nil
+}
+
+// Close closes every twin.
+func Close(twins map[string]reader.Twin) {
+	for _, t := range twins {
+		t.Close()
+	}
 }

@@ -160,24 +160,32 @@ func (x *Index) Find(typ, format, value string) (e *Employee, ambiguous bool) {
 		if !isUID(value) {
 			return nil, false
 		}
-		return x.others[typedValue{"uid", strings.ToUpper(value)}], false
-	case "wiegand26":
+		return x.other(strings.ToUpper(value)), false
+	case "wiegand26", "wiegand34", "wiegand37":
 		fac, card, ok := facilityCard(value)
 		if !ok {
 			return nil, false
 		}
-		v := fmt.Sprintf("%d:%d", fac, card)
-		return x.merge(x.others[typedValue{"wiegand", v}], x.em24, func() (uint32, bool) { return wiegand26(fac, card) })
-	case "wiegand34", "wiegand37":
-		fac, card, ok := facilityCard(value)
-		if !ok {
-			return nil, false
+		direct := x.other(fmt.Sprintf("%d:%d", fac, card))
+		// Only a 26-bit read is also an EM card's last three bytes.
+		if bits, ok := wiegand26(fac, card); ok && format == "wiegand26" {
+			return merge(direct, x.em24[bits])
 		}
-		return x.others[typedValue{"wiegand", fmt.Sprintf("%d:%d", fac, card)}], false
+		return direct, false
 	case "typed":
 		return x.typed(value)
 	}
 	return nil, false
+}
+
+// other is the holder of a card value that is not an EM card's, in its
+// canonical spelling (a UID, a Wiegand number).
+func (x *Index) other(v string) *Employee {
+	k, ok := otherCardKey(v)
+	if !ok {
+		return nil
+	}
+	return x.others[k]
 }
 
 // typed finds what a keyboard wedge typed: most type an EM card's
@@ -187,42 +195,26 @@ func (x *Index) typed(v string) (*Employee, bool) {
 	if isDigits(v) && len(v) <= 10 {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n > math.MaxUint32 {
-			if len(v) == 10 && isHex(v) {
-				return x.Lookup(Card, v), false
-			}
-			return nil, false
+			return x.Lookup(Card, v), false // ten digits, not a decimal: an EM card's hex
 		}
 		// The decimal of an EM card: a decimal credential holds it
-		// (found as ten digits), or an EM card whose last four bytes
-		// are n; and ten digits may be an EM card's hex too.
-		var direct *Employee
-		if len(v) == 10 {
-			k, _ := hex40(v)
-			direct = x.cards[k]
-		} else {
-			direct = x.cards[decimalAsHex40(uint32(n))]
-		}
-		return x.merge(direct, x.em32, func() (uint32, bool) { return uint32(n), true })
+		// (kept as ten digits, which are also an EM card's hex), or an
+		// EM card whose last four bytes are n.
+		return merge(x.cards[decimalAsHex40(uint32(n))], x.em32[uint32(n)])
 	}
 	c, ok := normalizeCard(v)
 	if !ok {
 		return nil, false
 	}
-	if u, ok := uidKey(c); ok {
-		return x.others[typedValue{"uid", u}], false
-	}
-	if _, _, ok := facilityCard(c); ok {
-		return x.others[typedValue{"wiegand", c}], false
+	if _, ok := otherCardKey(c); ok {
+		return x.other(c), false
 	}
 	return x.Lookup(Card, c), false
 }
 
-// merge combines an exact holder with the holders of a projection.
-func (x *Index) merge(direct *Employee, proj map[uint32]holders, key func() (uint32, bool)) (*Employee, bool) {
-	var h holders
-	if k, ok := key(); ok {
-		h = proj[k]
-	}
+// merge combines the exact holder of a read with the holders of the EM
+// cards it projects onto.
+func merge(direct *Employee, h holders) (*Employee, bool) {
 	switch {
 	case h.ambiguous:
 		return nil, true

@@ -16,6 +16,12 @@ const (
 	Denied   = "denied"
 )
 
+// Access decisions (Event.Access).
+const (
+	AccessGranted = "granted"
+	AccessDenied  = "denied"
+)
+
 // Directions of an accepted punch.
 const (
 	In  = "in"
@@ -40,8 +46,26 @@ const (
 	// wrong PINs.
 	ReasonLockedOut       = "locked_out"
 	ReasonOutsideContract = "outside_contract"
-	ReasonDoubleIn        = "double_in"
-	ReasonDoubleOut       = "double_out"
+	// ReasonReaderSuspended: the reader is suspended (enabled = false,
+	// new_readers = "suspended", or a remote command); it still reads,
+	// and keeps every punch as a denied event.
+	ReasonReaderSuspended = "reader_suspended"
+	// ReasonReaderNotAllowed: the employee's access group does not list
+	// the reader.
+	ReasonReaderNotAllowed = "reader_not_allowed"
+	// ReasonOutsideWindow: the reader is in the employee's access group
+	// but the punch falls outside every window of the group.
+	ReasonOutsideWindow = "outside_window"
+	// ReasonWrongPIN: the second factor of a card punch (pin_with_card)
+	// was a wrong PIN, or none came within pin_timeout.
+	ReasonWrongPIN = "wrong_pin"
+	// ReasonUnknownJobCode: the job code typed is not one of the
+	// employee's; shown at the reader, who may type again.
+	ReasonUnknownJobCode = "unknown_job_code"
+	ReasonDoubleIn       = "double_in"
+	ReasonDoubleOut      = "double_out"
+	// ReasonTooSoon: an exit sooner than min_shift after the entry.
+	ReasonTooSoon = "too_soon"
 	// ReasonStorageFull: the terminal cannot keep the punch (its store
 	// is full); shown at the reader, not stored.
 	ReasonStorageFull = "storage_full"
@@ -80,6 +104,11 @@ type Event struct {
 	Direction       string   `json:"direction"`
 	Decision        string   `json:"decision"`
 	Reason          string   `json:"reason"`
+	// Access is the door's decision, on every event of a known
+	// credential: AccessGranted when contract, reader, group, window and
+	// second factor let the person through (a door relay at the reader
+	// pulses), whatever the attendance decision was.
+	Access string `json:"access,omitempty"`
 	Flags           []string `json:"flags,omitempty"`
 	// Count is how many reads this event stands for when it is more than
 	// one: repeats of an unknown credential folded into it, the earliest

@@ -100,16 +100,16 @@ type Event struct {
 	CredentialType string    `json:"credential_type"`
 	// CredentialValue is set only for an unknown card, so that an admin
 	// can enrol it. A PIN never leaves the device.
-	CredentialValue string   `json:"credential_value,omitempty"`
-	Direction       string   `json:"direction"`
-	Decision        string   `json:"decision"`
-	Reason          string   `json:"reason"`
+	CredentialValue string `json:"credential_value,omitempty"`
+	Direction       string `json:"direction"`
+	Decision        string `json:"decision"`
+	Reason          string `json:"reason"`
 	// Access is the door's decision, on every event of a known
 	// credential: AccessGranted when contract, reader, group, window and
 	// second factor let the person through (a door relay at the reader
 	// pulses), whatever the attendance decision was.
-	Access string `json:"access,omitempty"`
-	Flags           []string `json:"flags,omitempty"`
+	Access string   `json:"access,omitempty"`
+	Flags  []string `json:"flags,omitempty"`
 	// Count is how many reads this event stands for when it is more than
 	// one: repeats of an unknown credential folded into it, the earliest
 	// at FirstAt (a card left on a reader, an emulator cycling ids).

@@ -38,6 +38,10 @@ type Config struct {
 	Storage    Storage  `toml:"storage"`
 	Readers    []Reader `toml:"readers"`
 	Feedback   Feedback `toml:"feedback"`
+	Pairing    Pairing  `toml:"pairing"`
+	// NewReaders is the state of a reader this device never ran before:
+	// NewReadersEnabled or NewReadersSuspended.
+	NewReaderState string `toml:"new_readers"`
 
 	// lines locates the reader tables' keys for error messages.
 	lines *keyLines
@@ -125,7 +129,49 @@ const (
 	DirToggle = "toggle"
 	DirIn     = "in"
 	DirOut    = "out"
+	// DirKey: the person presses in_key or out_key before badging;
+	// without a key press the reader toggles.
+	DirKey = "key"
 )
+
+// Reader roles.
+const (
+	RoleAttendance = "attendance"
+	RoleAccess     = "access"
+	RoleBoth       = "both"
+)
+
+// directionKeys are the keys a reader's in_key and out_key may name.
+var directionKeys = []string{"F1", "F2", "F3", "F4", "A", "B", "C", "D", "*"}
+
+// New reader states (new_readers).
+const (
+	NewReadersEnabled   = "enabled"
+	NewReadersSuspended = "suspended"
+)
+
+// Pairing policies for a double arrival or departure.
+const (
+	PolicyDeny           = "deny"
+	PolicyCloseAndReopen = "close_and_reopen"
+)
+
+// Pairing configures how punches pair into shifts.
+type Pairing struct {
+	// DoubleIn: PolicyDeny keeps a second arrival as a denied event;
+	// PolicyCloseAndReopen closes the open entry into a shift flagged
+	// missing_out and opens a new one. DoubleOut: PolicyDeny keeps a
+	// departure with no entry open as a denied event;
+	// PolicyCloseAndReopen accepts it as an event flagged missing_in
+	// (no shift: no time is made up).
+	DoubleIn  string `toml:"double_in"`
+	DoubleOut string `toml:"double_out"`
+	// MaxShift closes an entry still open after it into a shift flagged
+	// auto_closed.
+	MaxShift Duration `toml:"max_shift"`
+	// MinShift denies an exit sooner than it after the entry (too_soon).
+	MinShift Duration `toml:"min_shift"`
+}
 
 // Feedback names the GPIO pins of the feedback shown at the readers (LEDs,
 // buzzer, door relay). Every pin is optional; with none set the terminal
@@ -207,6 +253,14 @@ const (
 	DefaultRetention         = 30 * 24 * time.Hour
 	DefaultMaxDataMB         = 512
 	DefaultMaxRosterMB       = 32
+
+	DefaultMaxShift   = 16 * time.Hour
+	MinMaxShift       = 10 * time.Second
+	MaxMaxShift       = 168 * time.Hour
+	DefaultKeyTimeout = 5 * time.Second
+	DefaultPINTimeout = 10 * time.Second
+	DefaultInKey      = "F1"
+	DefaultOutKey     = "F2"
 )
 
 // Default returns a configuration with every default set.
@@ -218,6 +272,9 @@ func Default() *Config {
 		Feedback: Feedback{RelayPulse: Duration{DefaultRelayPulse}},
 		Delivery: Delivery{Confirm: DefaultConfirm, ResendUnconfirmed: Duration{DefaultResendUnconfirmed}},
 		Storage:  Storage{Retention: Duration{DefaultRetention}, MaxDataMB: DefaultMaxDataMB, MaxRosterMB: DefaultMaxRosterMB},
+		Pairing: Pairing{DoubleIn: PolicyDeny, DoubleOut: PolicyDeny,
+			MaxShift: Duration{DefaultMaxShift}},
+		NewReaderState: NewReadersEnabled,
 	}
 }
 
@@ -229,6 +286,24 @@ func (c *Config) fillReaderDefaults() {
 		}
 		if r.RepeatWindow.Duration == 0 {
 			r.RepeatWindow.Duration = DefaultRepeatWindow
+		}
+		if r.Role == "" {
+			r.Role = RoleAttendance
+		}
+		if r.InKey == "" {
+			r.InKey = DefaultInKey
+		}
+		if r.OutKey == "" {
+			r.OutKey = DefaultOutKey
+		}
+		if r.KeyTimeout.Duration == 0 {
+			r.KeyTimeout.Duration = DefaultKeyTimeout
+		}
+		if r.PINTimeout.Duration == 0 {
+			r.PINTimeout.Duration = DefaultPINTimeout
+		}
+		if f := r.Feedback; f != nil && f.RelayPulse.Duration == 0 {
+			f.RelayPulse.Duration = DefaultRelayPulse
 		}
 	}
 	if c.MQTT.ClientID == "" && c.DeviceID != "" {
@@ -363,6 +438,20 @@ func (c *Config) Validate() error {
 	}
 	if n := c.Storage.MaxRosterMB; n < 1 || n > 1024 {
 		bad("storage.max_roster_mb", "%d must be between 1 and 1024", n)
+	}
+	for _, p := range []struct{ key, v string }{{"pairing.double_in", c.Pairing.DoubleIn}, {"pairing.double_out", c.Pairing.DoubleOut}} {
+		if p.v != PolicyDeny && p.v != PolicyCloseAndReopen {
+			bad(p.key, "%q must be \"deny\" or \"close_and_reopen\"", p.v)
+		}
+	}
+	if d := c.Pairing.MaxShift.Duration; d < MinMaxShift || d > MaxMaxShift {
+		bad("pairing.max_shift", "%v must be between %v and %v", d, MinMaxShift, MaxMaxShift)
+	}
+	if d := c.Pairing.MinShift.Duration; d < 0 || d >= c.Pairing.MaxShift.Duration {
+		bad("pairing.min_shift", "%v must be at least 0 and less than max_shift (%v)", d, c.Pairing.MaxShift.Duration)
+	}
+	if v := c.NewReaderState; v != NewReadersEnabled && v != NewReadersSuspended {
+		bad("new_readers", "%q must be \"enabled\" or \"suspended\"", v)
 	}
 	if d := c.Feedback.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
 		bad("feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)

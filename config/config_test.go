@@ -78,6 +78,56 @@ func TestDefaults(t *testing.T) {
 	if c.Feedback.Wired() || c.Feedback.RelayPulse.Duration != 3*time.Second || c.Feedback.ActiveLow {
 		t.Errorf("feedback defaults: %+v", c.Feedback)
 	}
+	if r.Role != config.RoleAttendance || r.Enabled != nil || r.JobCode || r.Feedback != nil ||
+		r.InKey != "F1" || r.OutKey != "F2" || r.KeyTimeout.Duration != 5*time.Second || r.PINTimeout.Duration != 10*time.Second {
+		t.Errorf("reader defaults of issue 13: %+v", r)
+	}
+	p := c.Pairing
+	if p.DoubleIn != "deny" || p.DoubleOut != "deny" || p.MaxShift.Duration != 16*time.Hour || p.MinShift.Duration != 0 || c.NewReaderState != "enabled" {
+		t.Errorf("pairing defaults: %+v, new_readers %q", p, c.NewReaderState)
+	}
+}
+
+func TestReaderRolesAndOwnFeedback(t *testing.T) {
+	c, err := config.Parse("roles.toml", []byte(`device_id = "d1"
+new_readers = "suspended"
+[pairing]
+double_in = "close_and_reopen"
+max_shift = "12h"
+min_shift = "5m"
+[[readers]]
+name = "door"
+driver = "rdm6300"
+port = "/dev/ttyAMA0"
+role = "access"
+enabled = false
+[readers.feedback]
+relay = "GPIO23"
+green = "GPIO24"
+[[readers]]
+name = "clock"
+driver = "rdm6300"
+port = "/dev/ttyUSB0"
+direction = "key"
+in_key = "A"
+out_key = "B"
+job_code = true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	door, clk := c.Readers[0], c.Readers[1]
+	if door.Role != "access" || door.Enabled == nil || *door.Enabled || door.Feedback == nil ||
+		door.Feedback.Relay != "GPIO23" || door.Feedback.Green != "GPIO24" || door.Feedback.RelayPulse.Duration != 3*time.Second {
+		t.Errorf("door: %+v (feedback %+v)", door, door.Feedback)
+	}
+	if clk.Role != "attendance" || clk.Enabled != nil || !clk.JobCode || clk.Direction != "key" || clk.InKey != "A" || clk.OutKey != "B" || clk.Feedback != nil {
+		t.Errorf("clock reader: %+v", clk)
+	}
+	if c.NewReaderState != "suspended" || c.Pairing.DoubleIn != "close_and_reopen" || c.Pairing.DoubleOut != "deny" ||
+		c.Pairing.MaxShift.Duration != 12*time.Hour || c.Pairing.MinShift.Duration != 5*time.Minute {
+		t.Errorf("top level: new_readers %q, pairing %+v", c.NewReaderState, c.Pairing)
+	}
 }
 
 func TestFeedback(t *testing.T) {
@@ -145,6 +195,22 @@ func TestErrors(t *testing.T) {
 		{"feedback pulse too long", reader("[feedback]\nrelay_pulse = \"31s\"\n"), []string{`key "feedback.relay_pulse"`, "31s", "30s"}},
 		{"feedback pulse negative", reader("[feedback]\nrelay_pulse = \"-1s\"\n"), []string{`key "feedback.relay_pulse"`, "-1s"}},
 		{"feedback unknown key", reader("[feedback]\nbeeper = \"GPIO22\"\n"), []string{":7:1", `unknown key "feedback.beeper"`}},
+		{"bad role", reader("role = \"gate\"\n"), []string{`:6: key "readers[0].role"`, `"gate" must be attendance, access or both`}},
+		{"relay at an attendance reader", reader("[readers.feedback]\nrelay = \"GPIO23\"\n"),
+			[]string{`key "readers[0].feedback.relay"`, "opens no door", `role = "access"`}},
+		{"reader relay on the shared relay's pin", reader("role = \"access\"\n[readers.feedback]\nrelay = \"GPIO23\"\n[feedback]\nrelay = \"GPIO23\"\n"),
+			[]string{`key "readers[0].feedback.relay"`, "GPIO23 is also used by feedback.relay"}},
+		{"two readers' relays on one pin", reader("role = \"access\"\nfeedback = { relay = \"GPIO23\" }\n[[readers]]\nname = \"back\"\ndriver = \"rdm6300\"\nport = \"/dev/ttyUSB0\"\nrole = \"both\"\nfeedback = { relay = \"23\" }\n"),
+			[]string{`key "readers[1].feedback.relay"`, "is also used by readers[0].feedback.relay"}},
+		{"reader feedback unknown key", reader("[readers.feedback]\nbeeper = \"GPIO22\"\n"), []string{`readers[0].feedback.beeper`, "unknown key"}},
+		{"key direction, same keys", reader("direction = \"key\"\nin_key = \"F1\"\nout_key = \"F1\"\n"), []string{`key "readers[0].out_key"`, `"F1" is in_key too`}},
+		{"key direction, bad key", reader("direction = \"key\"\nin_key = \"7\"\n"), []string{`key "readers[0].in_key"`, `"7" must be one of F1`}},
+		{"pin_timeout too short", reader("pin_timeout = \"1s\"\n"), []string{`key "readers[0].pin_timeout"`, "1s"}},
+		{"bad pairing policy", reader("[pairing]\ndouble_in = \"merge\"\n"), []string{`key "pairing.double_in"`, `"merge"`, "close_and_reopen"}},
+		{"max_shift too short", reader("[pairing]\nmax_shift = \"5s\"\n"), []string{`key "pairing.max_shift"`, "5s", "10s", "168h"}},
+		{"max_shift too long", reader("[pairing]\nmax_shift = \"169h\"\n"), []string{`key "pairing.max_shift"`, "169h"}},
+		{"min_shift over max_shift", reader("[pairing]\nmax_shift = \"1h\"\nmin_shift = \"2h\"\n"), []string{`key "pairing.min_shift"`, "2h0m0s"}},
+		{"bad new_readers", "new_readers = \"off\"\n" + reader(""), []string{`key "new_readers"`, `"off"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			file := strings.ReplaceAll(c.name, " ", "_") + ".toml"

@@ -24,6 +24,29 @@ type Reader struct {
 	Name      string `toml:"name"`
 	Driver    string `toml:"driver"`
 	Direction string `toml:"direction"`
+	// Role is RoleAttendance (pairs punches into shifts), RoleAccess (a
+	// door: events only, its relay pulses on a granted punch) or RoleBoth.
+	Role string `toml:"role"`
+	// Enabled false suspends the reader: it is still read, and every
+	// punch there is denied reader_suspended. Nil: enabled, unless
+	// new_readers = "suspended" and the device never ran the reader.
+	// The state in force is kept in the store (a remote command changes
+	// it at run time); a key given here wins at every start.
+	Enabled *bool `toml:"enabled"`
+	// JobCode asks the person for a job code after an accepted badge.
+	JobCode bool `toml:"job_code"`
+	// InKey and OutKey are the keys that choose the direction when
+	// Direction is "key"; KeyTimeout is how long a key press holds
+	// before the reader falls back to toggle.
+	InKey      string   `toml:"in_key"`
+	OutKey     string   `toml:"out_key"`
+	KeyTimeout Duration `toml:"key_timeout"`
+	// PINTimeout is how long the reader waits for the second factor
+	// (a PIN after a card, for pin_with_card) or a job code.
+	PINTimeout Duration `toml:"pin_timeout"`
+	// Feedback is the reader's own LEDs, buzzer and door relay; nil: it
+	// shares the terminal's [feedback].
+	Feedback *Feedback `toml:"feedback"`
 	// RepeatWindow folds repeated frames of the same card into one
 	// presentation: a card is presented again only after the reader has
 	// not seen it for this long. Go duration syntax.
@@ -39,7 +62,11 @@ type Reader struct {
 }
 
 // commonKeys are the reader keys the loader owns.
-var commonKeys = []string{"name", "driver", "direction", "repeat_window"}
+var commonKeys = []string{"name", "driver", "direction", "repeat_window", "role", "enabled",
+	"job_code", "in_key", "out_key", "key_timeout", "pin_timeout", "feedback"}
+
+// feedbackKeys are the keys of a feedback table.
+var feedbackKeys = []string{"green", "red", "buzzer", "relay", "relay_pulse", "active_low"}
 
 // UnmarshalTOML keeps the reader's table to be decoded once its driver is
 // known (see decodeReaders).
@@ -206,6 +233,22 @@ func (c *Config) decodeReaders(doc []byte) []string {
 			errs = append(errs, fmt.Sprintf("%s: %v", at(i, errKey(err)), errText(err)))
 			continue
 		}
+		if r.Feedback != nil {
+			// The common decoding is lenient: the reader's feedback
+			// table's own keys are checked here.
+			var fb struct {
+				Feedback *Feedback `toml:"feedback"`
+			}
+			err := toml.NewDecoder(bytes.NewReader(r.raw)).DisallowUnknownFields().Decode(&fb)
+			var sm *toml.StrictMissingError
+			if errors.As(err, &sm) {
+				for _, e := range sm.Errors {
+					if kp := e.Key(); kp[0] == "feedback" {
+						errs = append(errs, fmt.Sprintf("%s: unknown key (a reader's feedback has %s)", at(i, strings.Join(kp, ".")), strings.Join(feedbackKeys, ", ")))
+					}
+				}
+			}
+		}
 		d, ok := drivers.Lookup(r.Driver)
 		if !ok {
 			errs = append(errs, fmt.Sprintf("%s: %q is not one of %s", at(i, "driver"), r.Driver, strings.Join(drivers.Names(), ", ")))
@@ -219,7 +262,7 @@ func (c *Config) decodeReaders(doc []byte) []string {
 			err = nil
 			for _, e := range sm.Errors {
 				k := strings.Join(e.Key(), ".")
-				if slices.Contains(commonKeys, k) {
+				if slices.Contains(commonKeys, e.Key()[0]) {
 					continue
 				}
 				errs = append(errs, fmt.Sprintf("%s: unknown key for driver %s (%s)", at(i, k), r.Driver, d.Doc))
@@ -237,10 +280,18 @@ func (c *Config) decodeReaders(doc []byte) []string {
 
 // commonReader decodes the common keys alone (no UnmarshalTOML).
 type commonReader struct {
-	Name         string   `toml:"name"`
-	Driver       string   `toml:"driver"`
-	Direction    string   `toml:"direction"`
-	RepeatWindow Duration `toml:"repeat_window"`
+	Name         string    `toml:"name"`
+	Driver       string    `toml:"driver"`
+	Direction    string    `toml:"direction"`
+	Role         string    `toml:"role"`
+	Enabled      *bool     `toml:"enabled"`
+	JobCode      bool      `toml:"job_code"`
+	InKey        string    `toml:"in_key"`
+	OutKey       string    `toml:"out_key"`
+	KeyTimeout   Duration  `toml:"key_timeout"`
+	PINTimeout   Duration  `toml:"pin_timeout"`
+	Feedback     *Feedback `toml:"feedback"`
+	RepeatWindow Duration  `toml:"repeat_window"`
 	Settings     reader.Config
 	Line         int
 	raw          unstable.RawMessage
@@ -290,8 +341,52 @@ func (c *Config) validateReaders(errs *[]string) {
 			bad(i, "name", "%q is used by another reader", r.Name)
 		}
 		seen[r.Name] = true
-		if !contains([]string{DirToggle, DirIn, DirOut}, r.Direction) {
-			bad(i, "direction", "%q must be toggle, in or out", r.Direction)
+		if !contains([]string{DirToggle, DirIn, DirOut, DirKey}, r.Direction) {
+			bad(i, "direction", "%q must be toggle, in, out or key", r.Direction)
+		}
+		if !contains([]string{RoleAttendance, RoleAccess, RoleBoth}, r.Role) {
+			bad(i, "role", "%q must be attendance, access or both", r.Role)
+		}
+		if r.Direction == DirKey {
+			for _, k := range []struct{ key, v string }{{"in_key", r.InKey}, {"out_key", r.OutKey}} {
+				if !contains(directionKeys, k.v) {
+					bad(i, k.key, "%q must be one of %s", k.v, strings.Join(directionKeys, ", "))
+				}
+			}
+			if r.InKey == r.OutKey {
+				bad(i, "out_key", "%q is in_key too", r.OutKey)
+			}
+		}
+		if d := r.KeyTimeout.Duration; d < time.Second || d > time.Minute {
+			bad(i, "key_timeout", "%v must be between 1s and 1m", d)
+		}
+		if d := r.PINTimeout.Duration; d < 2*time.Second || d > 2*time.Minute {
+			bad(i, "pin_timeout", "%v must be between 2s and 2m", d)
+		}
+		if f := r.Feedback; f != nil {
+			if f.Relay != "" && r.Role == RoleAttendance {
+				bad(i, "feedback.relay", "%s: an attendance reader opens no door; set role = \"access\" or \"both\"", f.Relay)
+			}
+			key := fmt.Sprintf("readers[%d].feedback", i)
+			for _, p := range f.Pins() {
+				if p.Name == "" {
+					continue
+				}
+				k := strings.Replace(p.Key, "feedback", key, 1)
+				if !pinRE.MatchString(p.Name) {
+					bad(i, strings.TrimPrefix(k, fmt.Sprintf("readers[%d].", i)), "%q is not a GPIO name like \"GPIO17\"", p.Name)
+					continue
+				}
+				cl := gpioline.DefaultChip + ":" + gpioline.LineName(p.Name)
+				if other, taken := claims[cl]; taken {
+					bad(i, strings.TrimPrefix(k, fmt.Sprintf("readers[%d].", i)), "%s is also used by %s", p.Name, claimOwner(other))
+					continue
+				}
+				claims[cl] = k
+			}
+			if d := f.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
+				bad(i, "feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)
+			}
 		}
 		if r.RepeatWindow.Duration < 0 || r.RepeatWindow.Duration > 10*time.Second {
 			bad(i, "repeat_window", "%v must be between 0 and 10s", r.RepeatWindow.Duration)
@@ -324,11 +419,7 @@ func (c *Config) validateReaders(errs *[]string) {
 			name := strings.TrimPrefix(cl, "shared:")
 			other, taken := claims[name]
 			if taken && !(shared && strings.HasPrefix(other, "shared:")) {
-				by := fmt.Sprintf("reader %q", strings.TrimPrefix(other, "shared:"))
-				if strings.HasPrefix(other, "feedback.") {
-					by = other
-				}
-				bad(i, "", "%s is also used by %s", name, by)
+				bad(i, "", "%s is also used by %s", name, claimOwner(other))
 				continue
 			}
 			if shared {
@@ -338,6 +429,14 @@ func (c *Config) validateReaders(errs *[]string) {
 			}
 		}
 	}
+}
+
+// claimOwner names who holds a claim: a reader or a feedback key.
+func claimOwner(other string) string {
+	if strings.HasPrefix(other, "feedback.") || strings.HasPrefix(other, "readers[") {
+		return other
+	}
+	return fmt.Sprintf("reader %q", strings.TrimPrefix(other, "shared:"))
 }
 
 // readerKey names key of reader i with its line, as decodeReaders does.

@@ -97,6 +97,12 @@ type Options struct {
 	FileExists func(path string) bool
 	// BootID is the kernel's boot id; empty means read BootIDFile.
 	BootID string
+	// Reference is the reference an earlier run of the agent stored
+	// (see Clock.Reference). When it is a synced stamp of this boot, the
+	// clock was set in this boot: the new Clock starts synced and keeps
+	// it as its reference, so a restart does not forget a sync the
+	// kernel may no longer report. A stamp of another boot is ignored.
+	Reference Stamp
 }
 
 // Clock stamps punches. It is safe for concurrent use.
@@ -166,6 +172,9 @@ func New(opts Options) (*Clock, error) {
 			return nil, err
 		}
 		c.boot = id
+	}
+	if r := opts.Reference; r.Synced && r.Boot == c.boot && r.Mono > 0 {
+		c.ref, c.hasRef, c.set = r, true, true
 	}
 	return c, nil
 }

@@ -331,3 +331,36 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("after the kernel synced: Reference = %+v, %v", ref, ok)
 	}
 }
+
+// A restart after the sync: the reference stored by the earlier run
+// keeps the clock synced although the kernel no longer says so (9 h
+// offline); one of another boot counts for nothing.
+func TestStoredReference(t *testing.T) {
+	stored := Stamp{Wall: time.Date(2026, 12, 4, 7, 0, 0, 0, ams), Mono: time.Hour, Boot: "boot-a", Synced: true}
+	tests := []struct {
+		name    string
+		ref     Stamp
+		want    bool
+		wantRef bool
+	}{
+		{"same boot", stored, true, true},
+		{"another boot", Stamp{Wall: stored.Wall, Mono: stored.Mono, Boot: "boot-z", Synced: true}, false, false},
+		{"unsynced", Stamp{Wall: stored.Wall, Mono: stored.Mono, Boot: "boot-a"}, false, false},
+		{"none", Stamp{}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sys := newFakeSys(time.Date(2026, 12, 4, 17, 0, 0, 0, ams), 11*time.Hour)
+			opts := sys.options(SourceKernel, floor2026)
+			opts.Reference = tt.ref
+			c := newClock(t, opts)
+			if s := c.Now(); s.Synced != tt.want {
+				t.Errorf("Synced = %v, want %v", s.Synced, tt.want)
+			}
+			ref, ok := c.Reference()
+			if ok != tt.wantRef || (ok && ref != stored) {
+				t.Errorf("Reference = %+v, %v; want the stored one: %v", ref, ok, tt.wantRef)
+			}
+		})
+	}
+}

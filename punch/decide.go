@@ -3,6 +3,7 @@ package punch
 import (
 	"time"
 
+	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/roster"
 )
 
@@ -55,6 +56,9 @@ type Input struct {
 	At        time.Time // in the site's location
 	// ClockSynced is false while the system clock is not known to be set.
 	ClockSynced bool
+	// Stamp is the punch's stamp (At's wall time with the monotonic time
+	// and boot id); zero when unknown.
+	Stamp clock.Stamp
 	// TimeUnknown: the wall time is known to be wrong (before the
 	// latest time this device trusted). The rules that depend on the date
 	// and the time of day (contract, windows) then do not deny: an
@@ -102,12 +106,18 @@ type Outcome struct {
 	// DeviceID are assigned when stored, and OutEvent too when the shift
 	// has an exit reader).
 	Shift *Shift
+	// Unsynced: the event or the shift was stamped on an unsynced clock
+	// and may be re-dated once the clock syncs.
+	Unsynced bool
 }
 
 // Employee is the id of the person the outcome is about.
 func (o *Outcome) Employee() string {
-	if o.NoEvent && o.Shift != nil {
+	switch {
+	case o.NoEvent && o.Shift != nil:
 		return o.Shift.EmployeeID
+	case o.NoEvent && o.NewOpen != nil:
+		return o.NewOpen.Employee
 	}
 	return o.Event.EmployeeID
 }
@@ -186,6 +196,12 @@ func afterContract(in *Input, dir string) bool {
 // attendance error never keeps a person with a valid contract and group
 // outside a door.
 func Decide(in Input) Outcome {
+	out := decide(in)
+	out.Unsynced = out.Event.Clock != nil || out.Shift != nil && out.Shift.Clock != nil
+	return out
+}
+
+func decide(in Input) Outcome {
 	at := in.At.Round(0).Truncate(time.Millisecond)
 	in.At = at
 	ev := Event{
@@ -195,8 +211,13 @@ func Decide(in Input) Outcome {
 		RosterVersion:  in.RosterVersion,
 	}
 	var flags []string
-	if !in.ClockSynced {
+	unsynced := !in.ClockSynced
+	if unsynced {
 		flags = append(flags, FlagClockUnsynced)
+		if in.Stamp.Boot != "" {
+			st := in.Stamp
+			ev.Clock = &st
+		}
 	}
 	if in.CredType == roster.Fingerprint {
 		score := in.Score
@@ -302,25 +323,78 @@ func pair(in Input, ev Event, dir string, flags []string) Outcome {
 		return Outcome{Event: ev, NewOpen: newOpen(in, flags)}
 	}
 	sh := newShift(in, o)
-	sh.Out = at
 	sh.OutReader = in.Reader
-	sh.DurationS = int64(at.Sub(o.At) / time.Second)
 	sh.Flags = union(sh.Flags, flags)
 	if sh.JobCode == "" {
 		sh.JobCode = in.JobCode
 	}
-	if sh.DurationS < 0 {
-		// The clock went backwards between entry and exit (no RTC).
-		sh.DurationS = 0
-		sh.Flags = union(sh.Flags, []string{FlagClockUnsynced})
-	}
+	span(sh, o, in)
 	return Outcome{Event: ev, CloseOpen: true, Shift: sh}
+}
+
+// span sets the shift's out and duration from its entry o and the exit
+// in. The duration is the real elapsed time: within one boot the
+// monotonic clock's (whatever the wall clock did: a sync, a step back, a
+// DST change); across boots the wall clocks', when both were synced.
+// An entry stamped unsynced and an exit synced in the same boot re-date
+// the entry (clock_corrected). When the duration cannot be trusted the
+// shift says so (duration_unknown, duration 0), and its out is never
+// before its in.
+func span(sh *Shift, o *Open, in Input) {
+	at := in.At
+	if o.Clock == nil || in.Stamp.Wall.IsZero() {
+		// An entry from before stamps: the wall clocks alone.
+		sh.Out = at
+		sh.DurationS = int64(at.Sub(o.At) / time.Second)
+		if sh.DurationS < 0 {
+			// The clock went backwards between entry and exit.
+			sh.Out, sh.DurationS = sh.In, 0
+			sh.Flags = union(sh.Flags, []string{FlagClockUnsynced})
+		}
+		return
+	}
+	entry := *o.Clock
+	if t, ok := clock.Correct(entry, in.Stamp); ok {
+		// The clock synced during the shift and the entry was not
+		// re-dated yet: re-date it now.
+		sh.In = t.In(at.Location()).Round(0).Truncate(time.Millisecond)
+		entry.Wall, entry.Synced = t, true
+		sh.Flags = union(sh.Flags, []string{FlagClockCorrected})
+	}
+	if !entry.Synced || !in.Stamp.Synced {
+		exit := in.Stamp
+		sh.Clock = &ShiftClock{In: entry, Out: exit}
+	} else {
+		// Both ends known now: the entry's flag no longer holds.
+		sh.Flags = without(sh.Flags, FlagClockUnsynced)
+	}
+	d, ok := clock.Elapsed(entry, in.Stamp)
+	switch {
+	case !ok:
+		sh.Out, sh.DurationS = at, 0
+		if at.Before(sh.In) {
+			sh.Out = sh.In
+		}
+		sh.Flags = union(sh.Flags, []string{FlagClockUnsynced, FlagDurationUnknown})
+	case entry.Synced && in.Stamp.Synced && !at.Before(sh.In):
+		sh.Out, sh.DurationS = at, int64(d/time.Second)
+	default:
+		// One side unsynced, or a synced clock stepped back during
+		// the shift: the monotonic clock gives the exit.
+		sh.Out = sh.In.Add(d)
+		sh.DurationS = int64(d / time.Second)
+	}
 }
 
 func newOpen(in Input, flags []string) *Open {
 	e := in.Employee
-	return &Open{At: in.At, Reader: in.Reader, Flags: flags, JobCode: in.JobCode,
+	o := &Open{At: in.At, Reader: in.Reader, Flags: flags, JobCode: in.JobCode,
 		Employee: e.ID, PayrollNo: e.PayrollNo, Department: e.Department}
+	if !in.Stamp.Wall.IsZero() {
+		st := in.Stamp
+		o.Clock = &st
+	}
+	return o
 }
 
 // newShift is the shift of open entry o, closed by in: the person's
@@ -362,4 +436,15 @@ func AutoClose(o *Open, e *roster.Employee, p Policy, rosterVersion int64, loc *
 	sh.DurationS = int64(p.MaxShift / time.Second)
 	sh.Flags = union(sh.Flags, []string{FlagAutoClosed})
 	return Outcome{NoEvent: true, CloseOpen: true, Shift: sh}
+}
+
+// without returns flags without f (never nil).
+func without(flags []string, f string) []string {
+	out := make([]string, 0, len(flags))
+	for _, g := range flags {
+		if g != f {
+			out = append(out, g)
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ package punch
 import (
 	"time"
 
+	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/roster"
 )
 
@@ -83,6 +84,14 @@ const (
 	// known to be set (a Pi without RTC boots in 1970 or at its last
 	// shutdown time).
 	FlagClockUnsynced = "clock_unsynced"
+	// FlagClockCorrected marks a record re-dated once the clock synced:
+	// taken before NTP set the clock, in the same boot, and published
+	// again with the same id and the corrected time.
+	FlagClockCorrected = "clock_corrected"
+	// FlagDurationUnknown marks a shift whose duration the terminal
+	// cannot vouch for (entry and exit in different boots, one of them
+	// on an unsynced clock): duration_s is 0, not a guess.
+	FlagDurationUnknown = "duration_unknown"
 	// FlagMissingOut marks a shift closed because its person arrived
 	// again with the entry still open (double_in = "close_and_reopen"):
 	// its out is its in, and it has no exit event. No time is made up.
@@ -127,8 +136,12 @@ type Event struct {
 	// job_code = true ("" for none).
 	JobCode string `json:"job_code,omitempty"`
 	// RosterVersion is the version of the roster that decided it.
-	RosterVersion int64    `json:"roster_version"`
-	Flags         []string `json:"flags,omitempty"`
+	RosterVersion int64 `json:"roster_version"`
+	// Clock is the stamp of a punch taken on an unsynced clock (wall,
+	// monotonic time, boot id), kept so that it can be re-dated once the
+	// clock syncs in the same boot.
+	Clock *clock.Stamp `json:"clock,omitempty"`
+	Flags []string     `json:"flags,omitempty"`
 	// Count is how many reads this event stands for when it is more than
 	// one: repeats of an unknown credential folded into it, the earliest
 	// at FirstAt (a card left on a reader, an emulator cycling ids).
@@ -161,6 +174,15 @@ type Shift struct {
 	// RosterVersion is the roster version in force at the exit (or at the
 	// automatic close).
 	RosterVersion int64 `json:"roster_version"`
+	// Clock holds the stamps of the entry and the exit when either was
+	// taken on an unsynced clock, so that the shift can be re-dated.
+	Clock *ShiftClock `json:"clock,omitempty"`
+}
+
+// ShiftClock is the stamps of a shift's ends.
+type ShiftClock struct {
+	In  clock.Stamp `json:"in"`
+	Out clock.Stamp `json:"out"`
 }
 
 // Open is an entry waiting for its exit.
@@ -177,6 +199,9 @@ type Open struct {
 	// the roster no longer knows them at the close.
 	PayrollNo  string `json:"payroll_no,omitempty"`
 	Department string `json:"department,omitempty"`
+	// Clock is the entry's stamp: its monotonic reading gives the
+	// shift's real duration whatever the wall clock does.
+	Clock *clock.Stamp `json:"clock,omitempty"`
 }
 
 // Folded is the event of unknown-credential reads that were folded rather

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/roster"
 )
 
@@ -240,5 +241,76 @@ func TestJobCodes(t *testing.T) {
 	o.JobCode = ""
 	if sh := Decide(Input{Reader: "front", Employee: anna, At: at(16, 0), ClockSynced: true, JobCode: "2002", Open: o}).Shift; sh.JobCode != "2002" {
 		t.Errorf("shift job code %q, want the exit's", sh.JobCode)
+	}
+}
+
+// A shift's times and duration from the stamps of its ends.
+func TestShiftClock(t *testing.T) {
+	boot := func(b string, wall time.Time, mono time.Duration, synced bool) clock.Stamp {
+		return clock.Stamp{Wall: wall, Mono: mono, Boot: b, Synced: synced}
+	}
+	epoch := time.Date(1970, 1, 1, 0, 0, 30, 0, time.UTC) // a Pi without RTC, 30 s after boot
+	for _, tc := range []struct {
+		name          string
+		entry, exit   clock.Stamp
+		wantIn        time.Time
+		wantOut       time.Time
+		dur           int64
+		flags, absent []string
+		keepsClock    bool
+	}{
+		{"synced both", boot("b1", at(8, 0), time.Hour, true), boot("b1", at(16, 30), time.Hour+8*time.Hour+30*time.Minute, true),
+			at(8, 0), at(16, 30), 8*3600 + 1800, nil, []string{FlagClockUnsynced, FlagClockCorrected}, false},
+		// Booted in 1970, NTP set the clock mid-shift: the entry is
+		// re-dated from the monotonic clock, the duration is real.
+		{"clock synced mid-shift", boot("b1", epoch, 30*time.Second, false), boot("b1", at(16, 30), 30*time.Second+8*time.Hour, true),
+			at(8, 30), at(16, 30), 8 * 3600, []string{FlagClockCorrected}, []string{FlagDurationUnknown, FlagClockUnsynced}, false},
+		// A synced clock stepped back an hour during the shift: the
+		// monotonic clock gives the exit, never before the entry.
+		{"clock stepped back", boot("b1", at(8, 0), time.Hour, true), boot("b1", at(7, 0), 3*time.Hour, true),
+			at(8, 0), at(10, 0), 2 * 3600, nil, []string{FlagDurationUnknown}, false},
+		// Entry before a power cut on an unsynced clock, exit after the
+		// reboot: no duration is vouched for.
+		{"another boot, unsynced entry", boot("b1", epoch, 30*time.Second, false), boot("b2", at(16, 30), time.Minute, true),
+			epoch, at(16, 30), 0, []string{FlagClockUnsynced, FlagDurationUnknown}, nil, true},
+		{"another boot, both synced", boot("b1", at(8, 0), time.Hour, true), boot("b2", at(16, 0), time.Minute, true),
+			at(8, 0), at(16, 0), 8 * 3600, nil, []string{FlagDurationUnknown}, false},
+		{"another boot, clock behind", boot("b1", at(8, 0), time.Hour, true), boot("b2", at(7, 0), time.Minute, false),
+			at(8, 0), at(8, 0), 0, []string{FlagDurationUnknown}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var flags []string
+			if !tc.entry.Synced {
+				flags = []string{FlagClockUnsynced}
+			}
+			out := Decide(Input{Reader: "front", Employee: anna, At: tc.exit.Wall.In(ams), ClockSynced: tc.exit.Synced, Stamp: tc.exit,
+				TimeUnknown: !tc.exit.Synced, Open: &Open{EventID: "e1", At: tc.entry.Wall, Reader: "front", Clock: &tc.entry, Flags: flags}})
+			sh := out.Shift
+			if !sh.In.Equal(tc.wantIn) || !sh.Out.Equal(tc.wantOut) || sh.DurationS != tc.dur {
+				t.Errorf("in %v out %v duration %d, want %v %v %d", sh.In, sh.Out, sh.DurationS, tc.wantIn, tc.wantOut, tc.dur)
+			}
+			if sh.Out.Before(sh.In) || sh.DurationS < 0 {
+				t.Errorf("out before in, or a negative duration: %+v", sh)
+			}
+			for _, f := range tc.flags {
+				if !slices.Contains(sh.Flags, f) {
+					t.Errorf("flags %v lack %s", sh.Flags, f)
+				}
+			}
+			for _, f := range tc.absent {
+				if slices.Contains(sh.Flags, f) {
+					t.Errorf("flags %v hold %s", sh.Flags, f)
+				}
+			}
+			if (sh.Clock != nil) != tc.keepsClock || out.Unsynced != tc.keepsClock {
+				t.Errorf("shift clock %+v, unsynced %v, want kept %v", sh.Clock, out.Unsynced, tc.keepsClock)
+			}
+		})
+	}
+	// A punch on an unsynced clock keeps its stamp, to be re-dated.
+	st := clock.Stamp{Wall: epoch, Mono: time.Minute, Boot: "b1"}
+	out := Decide(Input{Reader: "front", Employee: anna, At: epoch, Stamp: st, TimeUnknown: true})
+	if out.Event.Clock == nil || *out.Event.Clock != st || !out.Unsynced || out.NewOpen.Clock == nil {
+		t.Fatalf("unsynced entry: %+v", out)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/flood"
 	"github.com/punchclock/punchclock/punch"
@@ -28,10 +29,6 @@ import (
 	"github.com/punchclock/punchclock/store"
 	"github.com/punchclock/punchclock/uplink"
 )
-
-// defaultClockFloor is the earliest wall time the agent trusts unless
-// Options.ClockFloor says otherwise.
-var defaultClockFloor = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // maxBatch bounds how many reads one transaction commits.
 const maxBatch = 256
@@ -56,11 +53,13 @@ type Options struct {
 	Version  string
 	// Now defaults to time.Now.
 	Now func() time.Time
-	// ClockFloor is the earliest wall time the agent trusts. A Raspberry
-	// Pi without an RTC boots in 1970 (or at its last saved time) until
-	// NTP sets the clock; punches taken before the clock passes the floor
-	// are flagged clock_unsynced. Zero means 2026-01-01.
+	// ClockFloor, when set, replaces the configuration's clock.floor:
+	// the earliest wall time the agent trusts.
 	ClockFloor time.Time
+	// Clock stamps punches and says whether the system clock is set
+	// (package clock). Nil: built from the configuration's [clock], on
+	// Now's wall time.
+	Clock *clock.Clock
 	// OnDecision, when set, is called after each decision is durable
 	// (benchmarks and the demo use it).
 	OnDecision func(ev punch.Event, sh *punch.Shift)
@@ -122,6 +121,12 @@ type Agent struct {
 	pins   *pinPad
 	judged map[judgedKey]bool
 
+	// clk stamps punches; clockRef is true once its reference (the
+	// first synced stamp of the boot) is stored and the punches before
+	// it re-dated. Owned by the writer.
+	clk      *clock.Clock
+	clockRef bool
+
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
 
@@ -140,10 +145,10 @@ func New(opts Options) (*Agent, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.ClockFloor.IsZero() {
-		opts.ClockFloor = defaultClockFloor
-	}
 	cfg := opts.Config
+	if opts.ClockFloor.IsZero() {
+		opts.ClockFloor = cfg.Clock.FloorTime
+	}
 	a := &Agent{
 		opts:       opts,
 		cfg:        cfg,
@@ -193,6 +198,10 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	if err := a.loadReaderStates(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := a.setupClock(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -337,6 +346,7 @@ func (a *Agent) write(ctx context.Context) {
 	prompt.Stop()
 	defer prompt.Stop()
 	a.closeExpired(a.opts.Now())
+	a.clockSynced()
 	for {
 		if d, ok := a.nextPromptDeadline(); ok {
 			prompt.Reset(max(0, d.Sub(a.opts.Now())))
@@ -364,6 +374,7 @@ func (a *Agent) write(ctx context.Context) {
 			a.recordFolded(a.flood.Flush(now))
 			a.pins.entry.Expire(now)
 			a.closeExpired(now)
+			a.clockSynced()
 			continue
 		case <-prompt.C:
 			if ins := a.expirePrompts(a.opts.Now()); len(ins) > 0 {
@@ -392,6 +403,7 @@ func (a *Agent) write(ctx context.Context) {
 // the flood limiter's verdicts of a batch that failed and is retried one
 // by one: the limiter has counted those reads already.
 func (a *Agent) commit(batch []punchIn, verdicts []flood.Verdict) {
+	a.clockSynced()
 	if verdicts == nil {
 		// A new batch, not one retried read by read: its PINs are
 		// judged afresh (a retry reuses the judgements, so that a wrong
@@ -542,10 +554,8 @@ func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, in pun
 			open = a.open[emp.ID]
 		}
 	}
-	at := rd.At
-	if at.IsZero() {
-		at = a.opts.Now()
-	}
+	st := a.stamp(rd.At)
+	at := st.Wall
 	if punch.Expired(open, at, a.policy) {
 		o := punch.AutoClose(open, emp, a.policy, idx.Version(), a.cfg.Location)
 		closed, open = &o, nil
@@ -555,7 +565,6 @@ func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, in pun
 	if mode == "" {
 		mode = info.mode()
 	}
-	synced := !at.Before(a.opts.ClockFloor)
 	return closed, punch.Decide(punch.Input{
 		Reader:        rd.Reader,
 		Role:          info.cfg.Role,
@@ -564,8 +573,9 @@ func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, in pun
 		CredType:      rd.Type,
 		CredVal:       rd.Value,
 		At:            at.In(a.cfg.Location),
-		ClockSynced:   synced,
-		TimeUnknown:   !synced,
+		ClockSynced:   st.Synced,
+		TimeUnknown:   a.timeUnknown(st),
+		Stamp:         st,
 		Employee:      emp,
 		Group:         groupOf(idx, emp),
 		Ambiguous:     ambiguous,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
@@ -121,6 +122,16 @@ func startAgent(t *testing.T, cfg *config.Config, tweaks ...func(*Options)) *har
 	opts := Options{Config: cfg, Readers: rs, OnDecision: h.d.record}
 	for _, tw := range tweaks {
 		tw(&opts)
+	}
+	if opts.Clock == nil && cfg.Clock.Source == config.ClockKernel {
+		// This machine's kernel may not say its clock is synchronised
+		// (a VM): tests trust it, on the test's wall time, unless they
+		// give a clock of their own. The floor still applies.
+		c, err := clock.New(clock.Options{Source: clock.SourceTrusted, Wall: opts.Now, Floor: opts.ClockFloor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Clock = c
 	}
 	a, err := New(opts)
 	if err != nil {

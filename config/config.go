@@ -39,6 +39,7 @@ type Config struct {
 	Readers    []Reader `toml:"readers"`
 	Feedback   Feedback `toml:"feedback"`
 	Pairing    Pairing  `toml:"pairing"`
+	Clock      Clock    `toml:"clock"`
 	// NewReaders is the state of a reader this device never ran before:
 	// NewReadersEnabled or NewReadersSuspended.
 	NewReaderState string `toml:"new_readers"`
@@ -156,6 +157,27 @@ const (
 	PolicyCloseAndReopen = "close_and_reopen"
 )
 
+// Clock says how the agent knows that the system clock is set (a
+// Raspberry Pi has no real-time clock).
+type Clock struct {
+	// Source is "kernel" (adjtimex or systemd-timesyncd say the clock is
+	// synchronised: a Pi), "trusted" (the clock is always set: a VM, a
+	// container, CI) or "floor" (set once past Floor: the old rule).
+	Source string `toml:"source"`
+	// Floor is a date before which the clock is never set, whatever the
+	// source says ("YYYY-MM-DD", UTC).
+	Floor string `toml:"floor"`
+	// FloorTime is Floor parsed by Validate.
+	FloorTime time.Time `toml:"-"`
+}
+
+// Clock sources.
+const (
+	ClockKernel  = "kernel"
+	ClockTrusted = "trusted"
+	ClockFloor   = "floor"
+)
+
 // Pairing configures how punches pair into shifts.
 type Pairing struct {
 	// DoubleIn: PolicyDeny keeps a second arrival as a denied event;
@@ -259,6 +281,7 @@ const (
 	MaxMaxShift       = 168 * time.Hour
 	DefaultKeyTimeout = 5 * time.Second
 	DefaultPINTimeout = 10 * time.Second
+	DefaultClockFloor = "2026-01-01"
 	DefaultInKey      = "F1"
 	DefaultOutKey     = "F2"
 )
@@ -275,6 +298,7 @@ func Default() *Config {
 		Pairing: Pairing{DoubleIn: PolicyDeny, DoubleOut: PolicyDeny,
 			MaxShift: Duration{DefaultMaxShift}},
 		NewReaderState: NewReadersEnabled,
+		Clock:          Clock{Source: ClockKernel, Floor: DefaultClockFloor},
 	}
 }
 
@@ -449,6 +473,14 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Pairing.MinShift.Duration; d < 0 || d >= c.Pairing.MaxShift.Duration {
 		bad("pairing.min_shift", "%v must be at least 0 and less than max_shift (%v)", d, c.Pairing.MaxShift.Duration)
+	}
+	if v := c.Clock.Source; v != ClockKernel && v != ClockTrusted && v != ClockFloor {
+		bad("clock.source", "%q must be \"kernel\", \"trusted\" or \"floor\"", v)
+	}
+	if t, err := time.Parse("2006-01-02", c.Clock.Floor); err != nil {
+		bad("clock.floor", "%q is not a date like \"2026-01-01\"", c.Clock.Floor)
+	} else {
+		c.Clock.FloorTime = t
 	}
 	if v := c.NewReaderState; v != NewReadersEnabled && v != NewReadersSuspended {
 		bad("new_readers", "%q must be \"enabled\" or \"suspended\"", v)

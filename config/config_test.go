@@ -86,6 +86,9 @@ func TestDefaults(t *testing.T) {
 	if p.DoubleIn != "deny" || p.DoubleOut != "deny" || p.MaxShift.Duration != 16*time.Hour || p.MinShift.Duration != 0 || c.NewReaderState != "enabled" {
 		t.Errorf("pairing defaults: %+v, new_readers %q", p, c.NewReaderState)
 	}
+	if c.Clock.Source != "kernel" || !c.Clock.FloorTime.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("clock defaults: %+v", c.Clock)
+	}
 }
 
 func TestReaderRolesAndOwnFeedback(t *testing.T) {
@@ -211,6 +214,8 @@ func TestErrors(t *testing.T) {
 		{"max_shift too long", reader("[pairing]\nmax_shift = \"169h\"\n"), []string{`key "pairing.max_shift"`, "169h"}},
 		{"min_shift over max_shift", reader("[pairing]\nmax_shift = \"1h\"\nmin_shift = \"2h\"\n"), []string{`key "pairing.min_shift"`, "2h0m0s"}},
 		{"keypad not a reader", reader("keypad = \"pad\"\n"), []string{`key "readers[0].keypad"`, `"pad" is not a reader`}},
+		{"bad clock source", reader("[clock]\nsource = \"ntp\"\n"), []string{`key "clock.source"`, `"ntp"`, "trusted"}},
+		{"bad clock floor", reader("[clock]\nfloor = \"2026-13-01\"\n"), []string{`key "clock.floor"`, "2026-13-01"}},
 		{"bad new_readers", "new_readers = \"off\"\n" + reader(""), []string{`key "new_readers"`, `"off"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

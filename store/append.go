@@ -54,7 +54,7 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 		if err != nil {
 			return err
 		}
-		if out.NewOpen != nil {
+		if out.NewOpen != nil && !out.NoEvent {
 			opened[out.Employee()] = out.Event.ID
 		}
 		batch[i] = e
@@ -122,8 +122,11 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 	e := &entry{EmployeeID: out.Employee()}
 	var err error
 	switch {
+	case out.NoEvent && out.Shift == nil && out.NewOpen == nil:
+		return nil, fmt.Errorf("store: an outcome with neither event, shift nor open entry")
 	case out.NoEvent && out.Shift == nil:
-		return nil, fmt.Errorf("store: an outcome with neither event nor shift")
+		// An open entry amended (re-dated once the clock synced).
+		e.At = out.NewOpen.At.UnixMilli()
 	case out.NoEvent:
 		e.At = out.Shift.Out.UnixMilli()
 	default:
@@ -137,7 +140,9 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 	}
 	e.Close = out.CloseOpen
 	if o := out.NewOpen; o != nil {
-		o.EventID = ev.ID
+		if !out.NoEvent {
+			o.EventID = ev.ID
+		}
 		e.Open = o
 	}
 	if sh := out.Shift; sh != nil {

@@ -75,17 +75,26 @@ type Options struct {
 // stored on a goroutine of its own and then swapped in atomically, so a
 // roster of any size never holds up the door.
 type Agent struct {
-	opts  Options
-	cfg   *config.Config
-	log   *slog.Logger
-	db    *store.DB
-	up    *uplink.Uplink // nil when offline
-	modes map[string]string
-	// drivers names each reader's driver; indicators are the readers
-	// with a LED and buzzer of their own.
-	drivers    map[string]string
+	opts Options
+	cfg  *config.Config
+	log  *slog.Logger
+	db   *store.DB
+	up   *uplink.Uplink // nil when offline
+	// readers is every configured reader's role, mode and state, by
+	// name; indicators are the readers with a LED and buzzer of their
+	// own.
+	readers    map[string]*readerInfo
 	indicators map[string]reader.Indicator
 	reads      chan reader.Read
+	// policy is the site's pairing configuration.
+	policy punch.Policy
+	// prompts are the badges waiting for a second factor or a job code,
+	// and dirKeys the direction keys pressed, per reader; owned by the
+	// writer.
+	prompts map[string]*prompt
+	dirKeys map[string]dirChoice
+	// keypadOf names the card reader a keypad reader types for.
+	keypadOf map[string]string
 
 	// idx is the roster in use; replaced whole, never changed.
 	idx atomic.Pointer[roster.Index]
@@ -139,9 +148,12 @@ func New(opts Options) (*Agent, error) {
 		opts:       opts,
 		cfg:        cfg,
 		log:        opts.Logger,
-		modes:      map[string]string{},
-		drivers:    map[string]string{},
+		readers:    map[string]*readerInfo{},
 		indicators: map[string]reader.Indicator{},
+		prompts:    map[string]*prompt{},
+		keypadOf:   map[string]string{},
+		dirKeys:    map[string]dirChoice{},
+		policy:     policyOf(cfg.Pairing),
 		judged:     map[judgedKey]bool{},
 		reads:      make(chan reader.Read, 64),
 	}
@@ -149,11 +161,13 @@ func New(opts Options) (*Agent, error) {
 	a.erase = eraser{pending: map[int]bool{}, wake: make(chan struct{}, 1)}
 	a.flood = flood.New(flood.Options{})
 	for _, r := range cfg.Readers {
-		a.modes[r.Name] = r.Direction
-		a.drivers[r.Name] = r.Driver
+		a.readers[r.Name] = &readerInfo{cfg: r}
+		if r.Keypad != "" {
+			a.keypadOf[r.Keypad] = r.Name
+		}
 	}
 	for _, r := range opts.Readers {
-		if _, ok := a.modes[r.Name()]; !ok {
+		if _, ok := a.readers[r.Name()]; !ok {
 			return nil, fmt.Errorf("agent: reader %q is not in the config", r.Name())
 		}
 		if ind, ok := r.(reader.Indicator); ok {
@@ -175,6 +189,10 @@ func New(opts Options) (*Agent, error) {
 		a.log.Error("fingerprint pages to erase not read", "err", err)
 	}
 	if err := a.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := a.loadReaderStates(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -307,44 +325,59 @@ func (a *Agent) Close() error {
 
 // write is the single writer: it takes every read waiting, decides and
 // stores them in one transaction (group commit), and only then shows the
-// decisions.
+// decisions. It also closes entries that outlived max_shift (at start and
+// every floodFlush) and gives up on badges whose second factor or job
+// code did not come in time.
 func (a *Agent) write(ctx context.Context) {
-	batch := make([]reader.Read, 0, maxBatch)
+	batch := make([]punchIn, 0, maxBatch)
 	tick := time.NewTicker(floodFlush)
 	defer tick.Stop()
+	// prompt fires at the earliest deadline of a waiting badge.
+	prompt := time.NewTimer(time.Hour)
+	prompt.Stop()
+	defer prompt.Stop()
+	a.closeExpired(a.opts.Now())
 	for {
+		if d, ok := a.nextPromptDeadline(); ok {
+			prompt.Reset(max(0, d.Sub(a.opts.Now())))
+		}
 		select {
 		case <-ctx.Done():
 			// The readers have stopped: commit what they handed over,
-			// and account for every folded read.
+			// and account for every folded read and waiting badge.
 			for {
 				select {
 				case rd := <-a.reads:
-					if rd, ok := a.prepare(rd); ok {
-						a.commit([]reader.Read{rd}, nil)
+					if ins := a.prepare(rd); len(ins) > 0 {
+						a.commit(ins, nil)
 					}
 				default:
+					if ins := a.expirePrompts(time.Time{}); len(ins) > 0 {
+						a.commit(ins, nil)
+					}
 					a.recordFolded(a.flood.Drain())
 					return
 				}
 			}
 		case <-tick.C:
-			a.recordFolded(a.flood.Flush(a.opts.Now()))
-			a.pins.entry.Expire(a.opts.Now())
+			now := a.opts.Now()
+			a.recordFolded(a.flood.Flush(now))
+			a.pins.entry.Expire(now)
+			a.closeExpired(now)
+			continue
+		case <-prompt.C:
+			if ins := a.expirePrompts(a.opts.Now()); len(ins) > 0 {
+				a.commit(ins, nil)
+			}
 			continue
 		case rd := <-a.reads:
-			batch = batch[:0]
-			if rd, ok := a.prepare(rd); ok {
-				batch = append(batch, rd)
-			}
+			batch = append(batch[:0], a.prepare(rd)...)
 		}
 	more:
 		for len(batch) < maxBatch {
 			select {
 			case rd := <-a.reads:
-				if rd, ok := a.prepare(rd); ok {
-					batch = append(batch, rd)
-				}
+				batch = append(batch, a.prepare(rd)...)
 			default:
 				break more
 			}
@@ -355,28 +388,10 @@ func (a *Agent) write(ctx context.Context) {
 	}
 }
 
-// prepare turns key presses into PIN reads: it returns the read to
-// decide, or false for a key press that completes nothing. An entry that
-// failed (too short, too long) is shown as denied and not stored.
-func (a *Agent) prepare(rd reader.Read) (reader.Read, bool) {
-	if rd.Type != reader.TypeKey {
-		return rd, true
-	}
-	if rd.At.IsZero() {
-		rd.At = a.opts.Now()
-	}
-	out, isPIN, failed := a.pins.key(rd)
-	if failed {
-		a.log.Info("pin entry discarded", "reader", rd.Reader)
-		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
-	}
-	return out, isPIN
-}
-
-// commit decides and stores a batch of reads. verdicts, when set, are the
-// flood limiter's verdicts of a batch that failed and is retried read by
-// read: the limiter has counted those reads already.
-func (a *Agent) commit(batch []reader.Read, verdicts []flood.Verdict) {
+// commit decides and stores a batch of punches. verdicts, when set, are
+// the flood limiter's verdicts of a batch that failed and is retried one
+// by one: the limiter has counted those reads already.
+func (a *Agent) commit(batch []punchIn, verdicts []flood.Verdict) {
 	if verdicts == nil {
 		// A new batch, not one retried read by read: its PINs are
 		// judged afresh (a retry reuses the judgements, so that a wrong
@@ -389,11 +404,13 @@ func (a *Agent) commit(batch []reader.Read, verdicts []flood.Verdict) {
 	changed := map[string]*punch.Open{}
 	idx := a.idx.Load()
 	var folded []reader.Read
-	// The reads to store, with their verdicts, should they be retried.
-	var kept []reader.Read
+	// The punches to store, with their verdicts, should they be retried.
+	var kept []punchIn
 	var keptV []flood.Verdict
-	for i, rd := range batch {
-		outs[i] = a.decide(idx, changed, rd)
+	for i, in := range batch {
+		rd := in.rd
+		var closed *punch.Outcome
+		closed, outs[i] = a.decide(idx, changed, in)
 		v := flood.Verdict{Record: true, Count: 1}
 		if outs[i].Event.Reason == punch.ReasonUnknownCredential {
 			// Unknown credentials are kept and sent, but repeats and a
@@ -411,14 +428,19 @@ func (a *Agent) commit(batch []reader.Read, verdicts []flood.Verdict) {
 				outs[i].Event.Count, outs[i].Event.FirstAt = v.Count, v.First.Round(0).Truncate(time.Millisecond)
 			}
 		}
-		kept, keptV = append(kept, rd), append(keptV, v)
-		ptrs = append(ptrs, &outs[i])
-		if id := outs[i].Event.EmployeeID; id != "" {
-			if outs[i].CloseOpen {
-				changed[id] = nil
+		kept, keptV = append(kept, in), append(keptV, v)
+		for _, o := range []*punch.Outcome{closed, &outs[i]} {
+			if o == nil {
+				continue
 			}
-			if o := outs[i].NewOpen; o != nil {
-				changed[id] = o
+			ptrs = append(ptrs, o)
+			if id := o.Employee(); id != "" {
+				if o.CloseOpen {
+					changed[id] = nil
+				}
+				if n := o.NewOpen; n != nil {
+					changed[id] = n
+				}
 			}
 		}
 	}
@@ -442,24 +464,29 @@ func (a *Agent) commit(batch []reader.Read, verdicts []flood.Verdict) {
 		if errors.Is(err, store.ErrFull) {
 			reason = punch.ReasonStorageFull
 		}
-		for _, rd := range kept {
-			a.log.Error("punch not stored", "reader", rd.Reader, "reason", reason, "err", err)
-			a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: reason})
+		for _, in := range kept {
+			a.log.Error("punch not stored", "reader", in.rd.Reader, "reason", reason, "err", err)
+			a.show(in.rd.Reader, punch.Event{Reader: in.rd.Reader, Decision: punch.Denied, Reason: reason})
 		}
 		return
 	}
+	a.applyOpen(changed)
+	for _, out := range ptrs {
+		a.report(out)
+	}
+	if a.up != nil {
+		a.up.Notify()
+	}
+}
+
+// applyOpen takes the open entries a stored batch changed into memory.
+func (a *Agent) applyOpen(changed map[string]*punch.Open) {
 	for emp, o := range changed {
 		if o == nil {
 			delete(a.open, emp)
 		} else {
 			a.open[emp] = o
 		}
-	}
-	for _, out := range ptrs {
-		a.report(out)
-	}
-	if a.up != nil {
-		a.up.Notify()
 	}
 }
 
@@ -496,10 +523,18 @@ func (a *Agent) show(readerName string, ev punch.Event) {
 	}
 }
 
-// decide decides one read from memory: the roster index and the open
-// entries (as changed by the reads before it in the same batch).
-func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, rd reader.Read) punch.Outcome {
+// decide decides one punch from memory: the roster index and the open
+// entries (as changed by the punches before it in the same batch). An
+// open entry that outlived max_shift is closed first: closed is that
+// shift, to be stored before the punch.
+func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, in punchIn) (closed *punch.Outcome, out punch.Outcome) {
+	rd := in.rd
 	emp, ambiguous := idx.Find(rd.Type, rd.Format, rd.Value)
+	if emp != nil && emp.PinWithCard && rd.Type == reader.TypePIN {
+		// The PIN of someone who needs card and PIN is a second
+		// factor only: alone it identifies nobody.
+		emp = nil
+	}
 	var open *punch.Open
 	if emp != nil {
 		var ok bool
@@ -511,22 +546,80 @@ func (a *Agent) decide(idx *roster.Index, changed map[string]*punch.Open, rd rea
 	if at.IsZero() {
 		at = a.opts.Now()
 	}
-	return punch.Decide(punch.Input{
-		Reader:      rd.Reader,
-		Mode:        a.modes[rd.Reader],
-		CredType:    rd.Type,
-		CredVal:     rd.Value,
-		At:          at.In(a.cfg.Location),
-		ClockSynced: !at.Before(a.opts.ClockFloor),
-		Employee:    emp,
-		Ambiguous:   ambiguous,
-		LockedOut:   a.pinLocked(rd, at, emp),
-		Score:       rd.Score,
-		Open:        open,
+	if punch.Expired(open, at, a.policy) {
+		o := punch.AutoClose(open, emp, a.policy, idx.Version(), a.cfg.Location)
+		closed, open = &o, nil
+	}
+	info := a.readers[rd.Reader]
+	mode := in.mode
+	if mode == "" {
+		mode = info.mode()
+	}
+	synced := !at.Before(a.opts.ClockFloor)
+	return closed, punch.Decide(punch.Input{
+		Reader:        rd.Reader,
+		Role:          info.cfg.Role,
+		Mode:          mode,
+		Suspended:     info.suspended.Load(),
+		CredType:      rd.Type,
+		CredVal:       rd.Value,
+		At:            at.In(a.cfg.Location),
+		ClockSynced:   synced,
+		TimeUnknown:   !synced,
+		Employee:      emp,
+		Group:         groupOf(idx, emp),
+		Ambiguous:     ambiguous,
+		LockedOut:     in.lockedOut || a.pinLocked(rd, at, emp),
+		WrongPIN:      in.wrongPIN,
+		JobCode:       in.jobCode,
+		Score:         rd.Score,
+		Open:          open,
+		RosterVersion: idx.Version(),
+		Policy:        a.policy,
 	})
 }
 
+// closeExpired closes every open entry that outlived max_shift at now
+// into an auto_closed shift: at start (the agent may have been down when
+// it expired) and on the writer's tick.
+func (a *Agent) closeExpired(now time.Time) {
+	idx := a.idx.Load()
+	var outs []*punch.Outcome
+	changed := map[string]*punch.Open{}
+	for emp, o := range a.open {
+		if !punch.Expired(o, now, a.policy) {
+			continue
+		}
+		out := punch.AutoClose(o, idx.Employee(emp), a.policy, idx.Version(), a.cfg.Location)
+		outs = append(outs, &out)
+		changed[emp] = nil
+	}
+	if len(outs) == 0 {
+		return
+	}
+	if err := a.db.Append(outs); err != nil {
+		a.log.Error("entries past max_shift not closed; tried again later", "entries", len(outs), "err", err)
+		return
+	}
+	a.applyOpen(changed)
+	for _, out := range outs {
+		a.report(out)
+	}
+	if a.up != nil {
+		a.up.Notify()
+	}
+}
+
 func (a *Agent) report(out *punch.Outcome) {
+	if out.NoEvent {
+		sh := out.Shift
+		a.log.Info("shift", "id", sh.ID, "employee", sh.EmployeeID, "payroll_no", sh.PayrollNo,
+			"in", sh.In.Format(time.RFC3339), "out", sh.Out.Format(time.RFC3339), "duration_s", sh.DurationS, "flags", sh.Flags)
+		if a.opts.OnDecision != nil {
+			a.opts.OnDecision(punch.Event{}, sh)
+		}
+		return
+	}
 	ev := out.Event
 	attrs := []any{"reader", ev.Reader, "decision", ev.Decision, "id", ev.ID}
 	if ev.EmployeeID != "" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/reader"
+	"github.com/punchclock/punchclock/roster"
 	"github.com/punchclock/punchclock/store"
 )
 
@@ -28,17 +29,30 @@ type Status struct {
 	// configured) or "" when the agent is not running.
 	Uplink  string         `json:"uplink,omitempty"`
 	Readers []ReaderStatus `json:"readers,omitempty"`
+	// NoPayrollNo lists the employees the roster gives no payroll
+	// number: their punches are kept and sent, flagged no_payroll_no,
+	// but a payroll system cannot map them.
+	NoPayrollNo []string `json:"no_payroll_no,omitempty"`
+	// Orphaned lists the open entries of people the roster no longer
+	// knows: max_shift closes them.
+	Orphaned []OpenEntry `json:"orphaned_entries,omitempty"`
 }
 
 // ReaderStatus is one reader's state and counters.
 type ReaderStatus struct {
 	Name   string `json:"name"`
 	Driver string `json:"driver"`
-	// State is "online" or "offline" (a polled reader that has not
-	// answered for reader.OfflineAfter, a port that is not open).
+	Role   string `json:"role"`
+	// State is "suspended" (the reader is read, its punches denied
+	// reader_suspended), else "online" or "offline" (a polled reader
+	// that has not answered for reader.OfflineAfter, a port that is not
+	// open).
 	State string `json:"state"`
 	reader.Stats
 }
+
+// StateSuspended is the state of a suspended reader in status.
+const StateSuspended = "suspended"
 
 // Status reports the running agent's state.
 func (a *Agent) Status() (Status, error) {
@@ -51,6 +65,11 @@ func (a *Agent) Status() (Status, error) {
 		}
 	}
 	s.Readers = a.readerStatus()
+	if open, oerr := a.db.OpenEntries(); oerr == nil {
+		s.NoPayrollNo, s.Orphaned = rosterIssues(a.idx.Load(), open)
+	} else if err == nil {
+		err = oerr
+	}
 	return s, err
 }
 
@@ -72,12 +91,16 @@ func enrollContext(ctx context.Context, c net.Conn) context.Context {
 func (a *Agent) readerStatus() []ReaderStatus {
 	var out []ReaderStatus
 	for _, r := range a.opts.Readers {
-		rs := ReaderStatus{Name: r.Name(), Driver: a.drivers[r.Name()], State: reader.StateOnline}
+		info := a.readers[r.Name()]
+		rs := ReaderStatus{Name: r.Name(), Driver: info.cfg.Driver, Role: info.cfg.Role, State: reader.StateOnline}
 		if sr, ok := r.(reader.StatsReader); ok {
 			rs.Stats = sr.Stats()
 		}
 		if st, ok := r.(reader.Stater); ok {
 			rs.State = st.State()
+		}
+		if info.suspended.Load() {
+			rs.State = StateSuspended
 		}
 		out = append(out, rs)
 	}
@@ -249,7 +272,21 @@ func QueryStatus(cfg *config.Config) (Status, error) {
 	}
 	defer db.Close()
 	s, err := db.Status()
-	return Status{Device: cfg.DeviceID, Status: s}, err
+	st = Status{Device: cfg.DeviceID, Status: s}
+	if err != nil {
+		return st, err
+	}
+	// The roster's issues read from the store alike.
+	r, err := db.Roster()
+	if err != nil {
+		return st, err
+	}
+	open, err := db.OpenEntries()
+	if err != nil {
+		return st, err
+	}
+	st.NoPayrollNo, st.Orphaned = rosterIssues(roster.NewIndex(r), open)
+	return st, nil
 }
 
 // writeLog parses "FROM TO" and streams the matching log entries.

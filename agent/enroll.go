@@ -56,7 +56,7 @@ func (a *Agent) Enroll(ctx context.Context, readerName, employee string) (Enrolm
 		if r.Name() == readerName {
 			enr, _ = r.(reader.Enroller)
 			if enr == nil {
-				return en, fmt.Errorf("agent: enroll: reader %q (driver %s) does not enrol fingerprints", readerName, a.drivers[readerName])
+				return en, fmt.Errorf("agent: enroll: reader %q (driver %s) does not enrol fingerprints", readerName, a.readers[readerName].cfg.Driver)
 			}
 		}
 	}

@@ -210,6 +210,7 @@ func TestErrors(t *testing.T) {
 		{"max_shift too short", reader("[pairing]\nmax_shift = \"5s\"\n"), []string{`key "pairing.max_shift"`, "5s", "10s", "168h"}},
 		{"max_shift too long", reader("[pairing]\nmax_shift = \"169h\"\n"), []string{`key "pairing.max_shift"`, "169h"}},
 		{"min_shift over max_shift", reader("[pairing]\nmax_shift = \"1h\"\nmin_shift = \"2h\"\n"), []string{`key "pairing.min_shift"`, "2h0m0s"}},
+		{"keypad not a reader", reader("keypad = \"pad\"\n"), []string{`key "readers[0].keypad"`, `"pad" is not a reader`}},
 		{"bad new_readers", "new_readers = \"off\"\n" + reader(""), []string{`key "new_readers"`, `"off"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -47,6 +47,10 @@ type Reader struct {
 	// Feedback is the reader's own LEDs, buzzer and door relay; nil: it
 	// shares the terminal's [feedback].
 	Feedback *Feedback `toml:"feedback"`
+	// Keypad names another reader (a keypad beside this card reader)
+	// whose key presses count as this reader's: the PIN of a card, a job
+	// code, a direction key.
+	Keypad string `toml:"keypad"`
 	// RepeatWindow folds repeated frames of the same card into one
 	// presentation: a card is presented again only after the reader has
 	// not seen it for this long. Go duration syntax.
@@ -63,7 +67,7 @@ type Reader struct {
 
 // commonKeys are the reader keys the loader owns.
 var commonKeys = []string{"name", "driver", "direction", "repeat_window", "role", "enabled",
-	"job_code", "in_key", "out_key", "key_timeout", "pin_timeout", "feedback"}
+	"job_code", "in_key", "out_key", "key_timeout", "pin_timeout", "feedback", "keypad"}
 
 // feedbackKeys are the keys of a feedback table.
 var feedbackKeys = []string{"green", "red", "buzzer", "relay", "relay_pulse", "active_low"}
@@ -291,6 +295,7 @@ type commonReader struct {
 	KeyTimeout   Duration  `toml:"key_timeout"`
 	PINTimeout   Duration  `toml:"pin_timeout"`
 	Feedback     *Feedback `toml:"feedback"`
+	Keypad       string    `toml:"keypad"`
 	RepeatWindow Duration  `toml:"repeat_window"`
 	Settings     reader.Config
 	Line         int
@@ -355,6 +360,21 @@ func (c *Config) validateReaders(errs *[]string) {
 			}
 			if r.InKey == r.OutKey {
 				bad(i, "out_key", "%q is in_key too", r.OutKey)
+			}
+		}
+		if r.Keypad != "" {
+			j := slices.IndexFunc(c.Readers, func(o Reader) bool { return o.Name == r.Keypad })
+			switch {
+			case r.Keypad == r.Name:
+				bad(i, "keypad", "%q is this reader", r.Keypad)
+			case j < 0:
+				bad(i, "keypad", "%q is not a reader of this configuration", r.Keypad)
+			default:
+				for k := range c.Readers[:i] {
+					if c.Readers[k].Keypad == r.Keypad {
+						bad(i, "keypad", "%q is the keypad of reader %q already", r.Keypad, c.Readers[k].Name)
+					}
+				}
 			}
 		}
 		if d := r.KeyTimeout.Duration; d < time.Second || d > time.Minute {

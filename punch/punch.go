@@ -83,6 +83,20 @@ const (
 	// known to be set (a Pi without RTC boots in 1970 or at its last
 	// shutdown time).
 	FlagClockUnsynced = "clock_unsynced"
+	// FlagMissingOut marks a shift closed because its person arrived
+	// again with the entry still open (double_in = "close_and_reopen"):
+	// its out is its in, and it has no exit event. No time is made up.
+	FlagMissingOut = "missing_out"
+	// FlagMissingIn marks an accepted exit with no entry open
+	// (double_out = "close_and_reopen"): it is kept and sent as an
+	// event; no shift is made up.
+	FlagMissingIn = "missing_in"
+	// FlagAutoClosed marks a shift closed by max_shift: out is in +
+	// max_shift, and it has no exit event.
+	FlagAutoClosed = "auto_closed"
+	// FlagAfterContract marks a shift whose exit came after the
+	// employee's contract ended (the exit is accepted all the same).
+	FlagAfterContract = "after_contract"
 	// FlagRateLimited marks an event that stands for unknown credentials
 	// read faster than the terminal records them one by one: their
 	// values are not kept, only their count.
@@ -108,8 +122,13 @@ type Event struct {
 	// credential: AccessGranted when contract, reader, group, window and
 	// second factor let the person through (a door relay at the reader
 	// pulses), whatever the attendance decision was.
-	Access string   `json:"access,omitempty"`
-	Flags  []string `json:"flags,omitempty"`
+	Access string `json:"access,omitempty"`
+	// JobCode is the job code typed after the badge, at a reader with
+	// job_code = true ("" for none).
+	JobCode string `json:"job_code,omitempty"`
+	// RosterVersion is the version of the roster that decided it.
+	RosterVersion int64    `json:"roster_version"`
+	Flags         []string `json:"flags,omitempty"`
 	// Count is how many reads this event stands for when it is more than
 	// one: repeats of an unknown credential folded into it, the earliest
 	// at FirstAt (a card left on a reader, an emulator cycling ids).
@@ -136,6 +155,12 @@ type Shift struct {
 	Flags      []string  `json:"flags"`
 	InEvent    string    `json:"in_event"`
 	OutEvent   string    `json:"out_event"`
+	// JobCode is the job code of the entry (or, if none was typed then,
+	// of the exit).
+	JobCode string `json:"job_code,omitempty"`
+	// RosterVersion is the roster version in force at the exit (or at the
+	// automatic close).
+	RosterVersion int64 `json:"roster_version"`
 }
 
 // Open is an entry waiting for its exit.
@@ -144,124 +169,14 @@ type Open struct {
 	At      time.Time `json:"at"`
 	Reader  string    `json:"reader"`
 	Flags   []string  `json:"flags,omitempty"`
-}
-
-// Input is everything a decision depends on.
-type Input struct {
-	Reader   string    // reader name
-	Mode     string    // ModeToggle, ModeIn or ModeOut
-	CredType string    // roster.Card, roster.PIN, ...
-	CredVal  string    // canonical credential value
-	At       time.Time // in the site's location
-	// ClockSynced is false while the system clock is not known to be set.
-	ClockSynced bool
-	Employee    *roster.Employee // nil: credential unknown
-	// Ambiguous: the read matches two employees' credentials (Employee
-	// is nil).
-	Ambiguous bool
-	// LockedOut: PIN entry is locked at the reader; the PIN is denied
-	// whoever it belongs to.
-	LockedOut bool
-	// Score is a fingerprint read's match score.
-	Score int
-	Open  *Open // the employee's open entry, nil if none
-}
-
-// Outcome is what the agent stores for one punch, in one transaction.
-type Outcome struct {
-	Event Event
-	// NewOpen, when set, becomes the employee's open entry; its EventID is
-	// filled in with the event's ID once assigned.
-	NewOpen *Open
-	// CloseOpen removes the employee's open entry.
-	CloseOpen bool
-	// Shift, when set, is the shift this punch completes (ID, DeviceID
-	// and OutEvent are assigned when stored).
-	Shift *Shift
-}
-
-// Decide applies the rules to one punch. It is pure.
-func Decide(in Input) Outcome {
-	at := in.At.Round(0).Truncate(time.Millisecond)
-	ev := Event{
-		At:             at,
-		Reader:         in.Reader,
-		CredentialType: in.CredType,
-	}
-	var flags []string
-	if !in.ClockSynced {
-		flags = append(flags, FlagClockUnsynced)
-	}
-	if in.CredType == roster.Fingerprint {
-		score := in.Score
-		ev.Score = &score
-	}
-	e := in.Employee
-	switch {
-	case in.LockedOut:
-		ev.Decision, ev.Reason, ev.Flags = Denied, ReasonLockedOut, flags
-		return Outcome{Event: ev}
-	case in.Ambiguous:
-		ev.Decision, ev.Reason, ev.Flags = Denied, ReasonAmbiguousCredential, flags
-		return Outcome{Event: ev}
-	case e == nil:
-		ev.Decision, ev.Reason = Denied, ReasonUnknownCredential
-		if in.CredType == roster.Card {
-			// An admin enrols a card from it; a PIN or a fingerprint
-			// never leaves the device.
-			ev.CredentialValue = in.CredVal
-		}
-		ev.Flags = flags
-		return Outcome{Event: ev}
-	}
-	ev.EmployeeID = e.ID
-	if e.PayrollNo == "" {
-		flags = append(flags, FlagNoPayrollNo)
-	}
-	ev.Flags = flags
-	if !e.ValidOn(at) {
-		ev.Decision, ev.Reason = Denied, ReasonOutsideContract
-		return Outcome{Event: ev}
-	}
-	dir := in.Mode
-	if dir == ModeToggle || dir == "" {
-		dir = In
-		if in.Open != nil {
-			dir = Out
-		}
-	}
-	ev.Direction = dir
-	switch {
-	case dir == In && in.Open != nil:
-		ev.Decision, ev.Reason = Denied, ReasonDoubleIn
-		return Outcome{Event: ev}
-	case dir == Out && in.Open == nil:
-		ev.Decision, ev.Reason = Denied, ReasonDoubleOut
-		return Outcome{Event: ev}
-	}
-	ev.Decision = Accepted
-	if dir == In {
-		return Outcome{Event: ev, NewOpen: &Open{At: at, Reader: in.Reader, Flags: flags}}
-	}
-	o := in.Open
-	sh := &Shift{
-		EmployeeID: e.ID,
-		PayrollNo:  e.PayrollNo,
-		Department: e.Department,
-		In:         o.At.In(at.Location()),
-		Out:        at,
-		InReader:   o.Reader,
-		OutReader:  in.Reader,
-		DurationS:  int64(at.Sub(o.At) / time.Second),
-		Flags:      union(o.Flags, flags),
-		InEvent:    o.EventID,
-	}
-	if sh.DurationS < 0 {
-		// The clock went backwards between entry and exit (no RTC).
-		sh.DurationS = 0
-		sh.Flags = union(sh.Flags, []string{FlagClockUnsynced})
-	}
-	return Outcome{Event: ev, CloseOpen: true, Shift: sh}
+	JobCode string    `json:"job_code,omitempty"`
+	// Employee is the open entry's person (kept so that an entry of
+	// someone the roster no longer knows can still be closed).
+	Employee string `json:"emp,omitempty"`
+	// PayrollNo and Department are the person's at the entry, used when
+	// the roster no longer knows them at the close.
+	PayrollNo  string `json:"payroll_no,omitempty"`
+	Department string `json:"department,omitempty"`
 }
 
 // Folded is the event of unknown-credential reads that were folded rather

@@ -3,6 +3,7 @@ package roster
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -27,6 +28,8 @@ type Index struct {
 	// keyboard wedge types). Several holders make a read ambiguous.
 	em24 map[uint32]holders
 	em32 map[uint32]holders
+	// The access groups, by name, with their windows compiled.
+	groups map[string]*AccessGroup
 }
 
 // holders is the first employee under a key, and whether another holds
@@ -49,14 +52,18 @@ func addHolder(m map[uint32]holders, k uint32, e *Employee) {
 
 // NewIndex builds the index of r, which must have passed Validate (when
 // two employees hold one credential, the first is found). The index
-// keeps its own copy of the employees: changing r later does not change
-// it. NewIndex(nil) is nil.
+// keeps its own copy of the employees and access groups: changing r
+// later does not change it. It compiles the groups' windows itself, as
+// a roster loaded from the store has not been through Validate; a group
+// whose windows do not compile (a roster that would fail Validate) is
+// outside every window. NewIndex(nil) is nil.
 func NewIndex(r *Roster) *Index {
 	if r == nil {
 		return nil
 	}
-	ncred, ncard := 0, 0
+	ncred, ncard, ncodes := 0, 0, 0
 	for i := range r.Employees {
+		ncodes += len(r.Employees[i].JobCodes)
 		ncred += len(r.Employees[i].Credentials)
 		for _, c := range r.Employees[i].Credentials {
 			if c.Type == Card {
@@ -72,14 +79,37 @@ func NewIndex(r *Roster) *Index {
 		others:  make(map[typedValue]*Employee, ncred-ncard),
 		em24:    make(map[uint32]holders, ncard),
 		em32:    make(map[uint32]holders, ncard),
+		groups:  make(map[string]*AccessGroup, len(r.AccessGroups)),
+	}
+	for i := range r.AccessGroups {
+		g := &AccessGroup{
+			Name:    r.AccessGroups[i].Name,
+			Readers: slices.Clone(r.AccessGroups[i].Readers),
+			Windows: slices.Clone(r.AccessGroups[i].Windows),
+		}
+		if err := g.compile(); err != nil {
+			g.spans = nil // not a validated roster: outside every window
+		}
+		if _, dup := x.groups[g.Name]; !dup {
+			x.groups[g.Name] = g
+		}
 	}
 	creds := make([]Credential, 0, ncred) // one backing array for all copies
+	var codes []string
+	if ncodes > 0 {
+		codes = make([]string, 0, ncodes)
+	}
 	for i := range r.Employees {
 		e := &x.emps[i]
 		*e = r.Employees[i]
 		start := len(creds)
 		creds = append(creds, e.Credentials...)
 		e.Credentials = creds[start:len(creds):len(creds)]
+		if e.JobCodes != nil {
+			start := len(codes)
+			codes = append(codes, e.JobCodes...)
+			e.JobCodes = codes[start:len(codes):len(codes)]
+		}
 		if _, dup := x.byID[e.ID]; !dup {
 			x.byID[e.ID] = e
 		}
@@ -244,6 +274,19 @@ func (x *Index) Each(fn func(*Employee)) {
 	for i := range x.emps {
 		fn(&x.emps[i])
 	}
+}
+
+// Group returns the access group with the given name, or nil: for "",
+// for a name the roster does not have, and for a nil Index. A nil group
+// allows every reader at any time (see AccessGroup), which is what an
+// employee without access_group gets; the roster check makes sure that
+// every access_group names a group. The group is shared: do not modify
+// it.
+func (x *Index) Group(name string) *AccessGroup {
+	if x == nil || name == "" {
+		return nil
+	}
+	return x.groups[name]
 }
 
 // Version is the roster's version; 0 for a nil Index.

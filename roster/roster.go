@@ -21,8 +21,21 @@ var ErrInvalid = errors.New("roster: invalid")
 // exactly.
 const MaxVersion = 1<<53 - 1
 
+// MaxSchema is the highest roster schema this agent knows. A roster's
+// schema says which agents may read it: raise it only for a change an
+// older agent must not misread (a field it would ignore or take for
+// something else), not for every new field. Schema 1 is the original
+// roster; schema 2 has the same fields and is reserved for the first
+// such change.
+const MaxSchema = 2
+
 // Roster is one version of the employee list.
 type Roster struct {
+	// Schema is the roster's "schema": 0 when absent, which means 1.
+	// Parse rejects a schema above MaxSchema before it decodes anything
+	// else, so that a roster made for a newer agent is rejected for its
+	// schema and not for a field this agent does not know.
+	Schema  int   `json:"schema,omitempty"`
 	Version int64 `json:"version"`
 	// Reset makes the agent accept this roster whatever the stored
 	// version (see Accept): the way out after a wrong version was
@@ -33,22 +46,32 @@ type Roster struct {
 	// lock everyone out by accident.
 	Empty     bool       `json:"empty,omitempty"`
 	Employees []Employee `json:"employees"`
+	// AccessGroups are the groups employees' access_group names.
+	AccessGroups []AccessGroup `json:"access_groups,omitempty"`
 }
 
 // Employee is one person who may punch.
 type Employee struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	PayrollNo   string `json:"payroll_no"`
-	Department  string `json:"department"`
-	ValidFrom   string `json:"valid_from"`  // YYYY-MM-DD or empty
-	ValidUntil  string `json:"valid_until"` // YYYY-MM-DD or empty
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	PayrollNo  string `json:"payroll_no"`
+	Department string `json:"department"`
+	ValidFrom  string `json:"valid_from"`  // YYYY-MM-DD or empty
+	ValidUntil string `json:"valid_until"` // YYYY-MM-DD or empty
+	// AccessGroup names one of the roster's access groups; empty: every
+	// reader at any time.
 	AccessGroup string `json:"access_group,omitempty"`
 	// BiometricConsent records the employee's consent to biometric
 	// identification (GDPR art. 9): without it no fingerprint is
 	// enrolled for them.
-	BiometricConsent bool         `json:"biometric_consent,omitempty"`
-	Credentials      []Credential `json:"credentials"`
+	BiometricConsent bool `json:"biometric_consent,omitempty"`
+	// JobCodes are the codes (1 to 8 digits, typed on a keypad) the
+	// employee may book a shift to, at a reader that asks for one.
+	JobCodes []string `json:"job_codes,omitempty"`
+	// PinWithCard asks for two factors: the card, then the PIN. The
+	// employee must hold both.
+	PinWithCard bool         `json:"pin_with_card,omitempty"`
+	Credentials []Credential `json:"credentials"`
 }
 
 // Credential is one way an employee identifies at a reader.
@@ -78,6 +101,9 @@ func Parse(b []byte) (*Roster, error) {
 	if off := loneSurrogate(b); off >= 0 {
 		return nil, fmt.Errorf("%w: at byte %d: a \\u escape of a lone UTF-16 surrogate is not a character", ErrInvalid, off)
 	}
+	if err := checkSchema(b); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var r Roster
@@ -101,7 +127,14 @@ func Parse(b []byte) (*Roster, error) {
 // decimal card number that equals the last four bytes of another
 // employee's hex card. One employee may list the same card several
 // times, in either form: every read still finds exactly one person.
+//
+// It also checks the schema, the access groups (compiling their windows
+// for InWindow), that every access_group names one of them, the job
+// codes, and that an employee with pin_with_card holds a card and a PIN.
 func (r *Roster) Validate() error {
+	if err := schemaError(int64(r.Schema)); err != nil {
+		return err
+	}
 	if r.Version < 1 || r.Version > MaxVersion {
 		return fmt.Errorf("%w: version must be a positive integer up to 2^53-1 (%d), got %d", ErrInvalid, int64(MaxVersion), r.Version)
 	}
@@ -112,6 +145,10 @@ func (r *Roster) Validate() error {
 		return fmt.Errorf(`%w: employees is empty: a roster without employees must say "empty": true`, ErrInvalid)
 	case len(r.Employees) > 0 && r.Empty:
 		return fmt.Errorf(`%w: "empty": true but employees lists %d`, ErrInvalid, len(r.Employees))
+	}
+	groups, err := r.validateGroups()
+	if err != nil {
+		return err
 	}
 	ids := make(map[string]int, len(r.Employees))
 	chk := newChecker(len(r.Employees))
@@ -135,6 +172,12 @@ func (r *Roster) Validate() error {
 		if e.ValidFrom != "" && e.ValidUntil != "" && e.ValidUntil < e.ValidFrom {
 			return fmt.Errorf("%w: %s: valid_until %s is before valid_from %s", ErrInvalid, r.where(i), e.ValidUntil, e.ValidFrom)
 		}
+		if e.AccessGroup != "" && !groups[e.AccessGroup] {
+			return fmt.Errorf("%w: %s.access_group: %q is not the name of one of access_groups", ErrInvalid, r.where(i), e.AccessGroup)
+		}
+		if err := checkJobCodes(e.JobCodes); err != nil {
+			return fmt.Errorf("%w: %s.%w", ErrInvalid, r.where(i), err)
+		}
 		for j := range e.Credentials {
 			c := &e.Credentials[j]
 			v, err := Normalize(c.Type, c.Value)
@@ -150,6 +193,11 @@ func (r *Roster) Validate() error {
 				}
 				return fmt.Errorf("%w: %s.credentials[%d]: %s %s.credentials[%d]", ErrInvalid,
 					r.where(i), j, why, r.where(int(other.emp)), other.cred)
+			}
+		}
+		if e.PinWithCard {
+			if err := checkTwoFactors(e.Credentials); err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrInvalid, r.where(i), err)
 			}
 		}
 	}
@@ -231,6 +279,66 @@ func (e *Employee) ValidOn(t time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// HasJobCode reports whether code is one of the employee's job codes,
+// compared as typed ("0042" and "42" are two codes). It allocates
+// nothing; a nil employee has none.
+func (e *Employee) HasJobCode(code string) bool {
+	if e == nil {
+		return false
+	}
+	for _, c := range e.JobCodes {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// checkJobCodes: each 1 to 8 ASCII digits, none twice. The codes are not
+// quoted: a PIN put in the wrong list must not end up in the status.
+func checkJobCodes(codes []string) error {
+	var seen map[string]int // only for long lists: most hold a few codes
+	if len(codes) > 16 {
+		seen = make(map[string]int, len(codes))
+	}
+	for i, c := range codes {
+		if len(c) < 1 || len(c) > 8 || !isDigits(c) {
+			return fmt.Errorf("job_codes[%d]: a job code is 1 to 8 digits (0-9), as typed on a keypad", i)
+		}
+		if seen != nil {
+			if j, dup := seen[c]; dup {
+				return fmt.Errorf("job_codes[%d]: the same code as job_codes[%d]", i, j)
+			}
+			seen[c] = i
+			continue
+		}
+		for j := range i {
+			if codes[j] == c {
+				return fmt.Errorf("job_codes[%d]: the same code as job_codes[%d]", i, j)
+			}
+		}
+	}
+	return nil
+}
+
+// checkTwoFactors: an employee with pin_with_card holds a card and a PIN.
+func checkTwoFactors(creds []Credential) error {
+	var card, pin bool
+	for _, c := range creds {
+		card = card || c.Type == Card
+		pin = pin || c.Type == PIN
+	}
+	switch {
+	case !card && !pin:
+		return errors.New("pin_with_card needs a card and a pin among the credentials, and there is neither")
+	case !card:
+		return errors.New("pin_with_card needs a card among the credentials, and there is none")
+	case !pin:
+		return errors.New("pin_with_card needs a pin among the credentials, and there is none")
+	}
+	return nil
 }
 
 func isHex(s string) bool {

@@ -48,14 +48,14 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 	opened := map[string]string{}
 	for i, out := range outs {
 		if sh := out.Shift; sh != nil && sh.InEvent == "" {
-			sh.InEvent = opened[out.Event.EmployeeID]
+			sh.InEvent = opened[out.Employee()]
 		}
 		e, err := db.newEntry(out, &next)
 		if err != nil {
 			return err
 		}
 		if out.NewOpen != nil {
-			opened[out.Event.EmployeeID] = out.Event.ID
+			opened[out.Employee()] = out.Event.ID
 		}
 		batch[i] = e
 	}
@@ -114,16 +114,26 @@ func fullIfNoSpace(err error) error {
 	return err
 }
 
-// newEntry assigns the ids of one outcome and encodes it.
+// newEntry assigns the ids of one outcome and encodes it. An outcome
+// without an event (a shift closed by max_shift) is filed at its shift's
+// end.
 func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 	ev := &out.Event
-	*next++
-	e := &entry{EmployeeID: ev.EmployeeID, At: ev.At.UnixMilli(), EventSeq: *next}
-	ev.DeviceID = db.deviceID
-	ev.ID = db.recordID(KindEvent, e.EventSeq)
+	e := &entry{EmployeeID: out.Employee()}
 	var err error
-	if e.Event, err = json.Marshal(ev); err != nil {
-		return nil, fmt.Errorf("store: encode event: %w", err)
+	switch {
+	case out.NoEvent && out.Shift == nil:
+		return nil, fmt.Errorf("store: an outcome with neither event nor shift")
+	case out.NoEvent:
+		e.At = out.Shift.Out.UnixMilli()
+	default:
+		*next++
+		e.At, e.EventSeq = ev.At.UnixMilli(), *next
+		ev.DeviceID = db.deviceID
+		ev.ID = db.recordID(KindEvent, e.EventSeq)
+		if e.Event, err = json.Marshal(ev); err != nil {
+			return nil, fmt.Errorf("store: encode event: %w", err)
+		}
 	}
 	e.Close = out.CloseOpen
 	if o := out.NewOpen; o != nil {
@@ -135,7 +145,11 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 		e.ShiftSeq = *next
 		sh.ID = db.recordID(KindShift, e.ShiftSeq)
 		sh.DeviceID = db.deviceID
-		sh.OutEvent = ev.ID
+		if sh.OutReader != "" {
+			// The punch is the shift's exit (a shift closed by
+			// max_shift or by a second arrival has none).
+			sh.OutEvent = ev.ID
+		}
 		if e.Shift, err = json.Marshal(sh); err != nil {
 			return nil, fmt.Errorf("store: encode shift: %w", err)
 		}

@@ -18,9 +18,9 @@ import (
 // on every send.
 type entry struct {
 	EmployeeID string          `json:"emp,omitempty"`
-	At         int64           `json:"at"` // unix ms of the punch
-	EventSeq   uint64          `json:"es"`
-	Event      json.RawMessage `json:"ev"`
+	At         int64           `json:"at"`           // unix ms of the punch
+	EventSeq   uint64          `json:"es,omitempty"` // 0: no event (a shift alone)
+	Event      json.RawMessage `json:"ev,omitempty"`
 	Close      bool            `json:"close,omitempty"`
 	Open       *punch.Open     `json:"open,omitempty"`
 	ShiftSeq   uint64          `json:"ss,omitempty"`
@@ -37,7 +37,10 @@ type recRef struct {
 }
 
 func (e *entry) records() []recRef {
-	rs := []recRef{{e.EventSeq, KindEvent, e.Event}}
+	var rs []recRef
+	if e.EventSeq != 0 {
+		rs = append(rs, recRef{e.EventSeq, KindEvent, e.Event})
+	}
 	if e.Shift != nil {
 		rs = append(rs, recRef{e.ShiftSeq, KindShift, e.Shift})
 	}

@@ -70,18 +70,19 @@ const schemaVersion = 2
 
 // Bucket names.
 var (
-	bMeta   = []byte("meta")
-	bRoster = []byte("roster") // u64 generation + u32 chunk -> canonical JSON of the roster, in chunks
-	bOpen   = []byte("open")   // employee id -> JSON punch.Open
-	bRec    = []byte("rec")    // seq -> record (record.go)
-	bUnsent = []byte("unsent") // seq -> nothing: not yet acknowledged by the broker
-	bUnconf = []byte("unconf") // seq -> u64 sent-at (unix ms): PUBACKed, no connector ack yet
-	bDue    = []byte("due")    // u64 sent-at + u64 seq -> nothing: unconf by sent time
-	bDead   = []byte("dead")   // seq -> JSON DeadLetter
-	bDone   = []byte("done")   // u64 time (unix ms) + u64 seq -> nothing: done records, by time
-	bDay    = []byte("day")    // "YYYY-MM-DD" (UTC) -> u64 first seq + u64 last seq
-	bIDs    = []byte("ids")    // foreign record id (salvaged) -> u64 seq
-	buckets = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs}
+	bMeta    = []byte("meta")
+	bRoster  = []byte("roster")  // u64 generation + u32 chunk -> canonical JSON of the roster, in chunks
+	bOpen    = []byte("open")    // employee id -> JSON punch.Open
+	bRec     = []byte("rec")     // seq -> record (record.go)
+	bUnsent  = []byte("unsent")  // seq -> nothing: not yet acknowledged by the broker
+	bUnconf  = []byte("unconf")  // seq -> u64 sent-at (unix ms): PUBACKed, no connector ack yet
+	bDue     = []byte("due")     // u64 sent-at + u64 seq -> nothing: unconf by sent time
+	bDead    = []byte("dead")    // seq -> JSON DeadLetter
+	bDone    = []byte("done")    // u64 time (unix ms) + u64 seq -> nothing: done records, by time
+	bDay     = []byte("day")     // "YYYY-MM-DD" (UTC) -> u64 first seq + u64 last seq
+	bIDs     = []byte("ids")     // foreign record id (salvaged) -> u64 seq
+	bReaders = []byte("readers") // reader name -> JSON ReaderState
+	buckets  = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs, bReaders}
 )
 
 // present is the value of a key that only says its record is in a state

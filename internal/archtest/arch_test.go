@@ -67,6 +67,7 @@ var rules = []struct {
 var onlyProject = map[string][]string{
 	"flood": {module + "/punch", module + "/roster"}, // a pure rule beside punch.Decide
 	"pin":   nil,                                     // a leaf: the agent wires it to readers and the roster
+	"clock": nil,                                     // a leaf: reads the kernel's clocks; the agent stamps punches with it
 }
 
 func TestDependenciesPointInward(t *testing.T) {

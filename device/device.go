@@ -106,11 +106,13 @@ const (
 	// an attendance error at a door that lets the person through.
 	PatternDeny
 	// PatternFault: red and green together and one long tone (Light):
-	// the terminal cannot keep the punch (its storage is full), not a
-	// verdict on the badge.
+	// the terminal cannot keep the punch (its storage is full or
+	// failed), not a verdict on the badge.
 	PatternFault
 )
 
+// String names the pattern ("in", "out", "deny", "fault"), as logs and
+// devicetest.Signaler show it.
 func (p Pattern) String() string {
 	switch p {
 	case PatternIn:

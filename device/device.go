@@ -3,9 +3,29 @@
 // LED, a buzzer … are semantically a PinOut"). A Panel turns a decision
 // into a short timed signal on those pins; time comes from an injected
 // Clock, so the driver never sleeps and tests run on a manual clock
-// (package devicetest). Feedback adapts a Panel to the agent's decisions
+// (package devicetest). Feedback adapts Panels to the agent's decisions
 // without importing the agent: dependencies point inward. OpenPin finds a
 // real pin by name through periph's host drivers.
+//
+// A terminal has one shared Panel (the [feedback] of the config) and any
+// reader may have its own; Feedback routes each decision to the reader's
+// Panel, else to the shared one. What the person sees and hears:
+//
+//	outcome                                   LEDs and buzzer                   relay (door readers only)
+//	accepted, direction in (or none)          green, one short beep             pulsed if access granted
+//	accepted, direction out                   green, two short beeps            pulsed if access granted
+//	denied (any reason but the two below)     red, DenyBeeps short beeps        pulsed if access granted
+//	storage_full, store_error                 red and green, one long tone      pulsed if access granted
+//
+// The relay follows the access decision (punch.Event.Access), not the
+// attendance one: a denied double_in at a door whose access was granted
+// shows red and deny beeps while the door opens, so the person learns
+// their clock-in was refused and is still let through. Only readers with
+// role access or both are doors; an attendance reader never pulses a
+// relay. On a Panel the LED and buzzer pattern and the relay are two
+// channels: a later decision replaces the pattern, but only a new grant
+// (which restarts the pulse) or Close touches a running relay pulse, so a
+// deny at one door never cuts the pulse of another door on a shared Panel.
 package device
 
 import (
@@ -18,7 +38,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 )
 
-// ErrClosed is returned by Accept and Deny after Close.
+// ErrClosed is returned by Signal and Unlock after Close.
 var ErrClosed = errors.New("device: panel closed")
 
 // Pins are the outputs a Panel drives. Any may be nil: that part is not
@@ -27,33 +47,25 @@ var ErrClosed = errors.New("device: panel closed")
 type Pins struct {
 	Green  gpio.PinOut // lit while an accepted punch is shown
 	Red    gpio.PinOut // lit while a denied punch is shown
-	Buzzer gpio.PinOut // one short beep on accept, DenyBeeps on deny
-	Relay  gpio.PinOut // door strike: energised for RelayPulse on accept
+	Buzzer gpio.PinOut // the beeps and the fault tone of the patterns
+	Relay  gpio.PinOut // door strike: energised for RelayPulse by Unlock
 }
 
-func (p Pins) all() []gpio.PinOut {
-	var out []gpio.PinOut
-	for _, pin := range []gpio.PinOut{p.Green, p.Red, p.Buzzer, p.Relay} {
-		if pin != nil {
-			out = append(out, pin)
-		}
-	}
-	return out
-}
+func (p Pins) all() []gpio.PinOut { return []gpio.PinOut{p.Green, p.Red, p.Buzzer, p.Relay} }
 
 // Timing shapes the signals. Zero fields take the defaults below, except
 // RelayPulse, whose zero means the relay is never pulsed.
 type Timing struct {
-	// Light is how long the green or red LED stays lit. On accept the
-	// green LED stays lit at least as long as the door is unlocked.
+	// Light is how long the green or red LED stays lit, and how long the
+	// fault tone sounds.
 	Light time.Duration
-	// Beep is the length of one short beep, and of the pause between the
-	// beeps of a deny.
+	// Beep is the length of one short beep, and of the pause between two
+	// beeps.
 	Beep time.Duration
 	// DenyBeeps is how many short beeps a deny sounds.
 	DenyBeeps int
-	// RelayPulse is how long an accept energises the relay (unlocks the
-	// door). Zero: the relay is not pulsed.
+	// RelayPulse is how long Unlock energises the relay (unlocks the
+	// door). Zero: the relay is never pulsed.
 	RelayPulse time.Duration
 }
 
@@ -78,22 +90,60 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Signaler shows a decision to the person at the reader. Both methods
-// return at once; the signal runs on timers and a new one cancels it.
+// A Pattern is what the LEDs and the buzzer show for one decision. The
+// relay is not part of it: it follows the door's decision (Unlock).
+type Pattern int
+
+// Patterns, one per outcome the person at the reader must tell apart.
+const (
+	// PatternIn: green, one short beep. An accepted entry, or an
+	// accepted punch that has no direction (a door that keeps no
+	// attendance).
+	PatternIn Pattern = iota + 1
+	// PatternOut: green, two short beeps. An accepted exit.
+	PatternOut
+	// PatternDeny: red, DenyBeeps short beeps. A denied punch, including
+	// an attendance error at a door that lets the person through.
+	PatternDeny
+	// PatternFault: red and green together and one long tone (Light):
+	// the terminal cannot keep the punch (its storage is full or
+	// failed), not a verdict on the badge.
+	PatternFault
+)
+
+// String names the pattern ("in", "out", "deny", "fault"), as logs and
+// devicetest.Signaler show it.
+func (p Pattern) String() string {
+	switch p {
+	case PatternIn:
+		return "in"
+	case PatternOut:
+		return "out"
+	case PatternDeny:
+		return "deny"
+	case PatternFault:
+		return "fault"
+	}
+	return fmt.Sprintf("Pattern(%d)", int(p))
+}
+
+// Signaler shows decisions at a reader. Both methods return at once; the
+// signals run on timers. The LED and buzzer pattern and the relay are two
+// channels: a new pattern replaces the running one, but nothing except a
+// new Unlock (which restarts the pulse) or Close touches a running relay
+// pulse, so a deny at one door never cuts the door another reader opened.
 type Signaler interface {
-	Accept() error
-	Deny() error
-	// Fault tells the person that the terminal itself cannot take the
-	// punch (its storage is full): not a verdict on their badge.
-	Fault() error
+	// Signal shows p on the LEDs and the buzzer, replacing the running
+	// pattern.
+	Signal(p Pattern) error
+	// Unlock energises the door relay for its pulse, from now.
+	Unlock() error
 }
 
 var _ Signaler = (*Panel)(nil)
 
-// A Panel drives the feedback pins. Accept and Deny only switch pins and
-// schedule timers: they never sleep. A new signal cancels the running
-// one: every pin is switched off first, so an accept's relay pulse does
-// not outlive a deny that follows it. A Panel is safe for concurrent use.
+// A Panel drives the feedback pins. Signal and Unlock only switch pins and
+// schedule timers: they never sleep. A Panel is safe for concurrent use.
 type Panel struct {
 	pins      Pins
 	timing    Timing
@@ -101,13 +151,19 @@ type Panel struct {
 	clock     Clock
 	log       *slog.Logger
 
-	mu     sync.Mutex
-	closed bool
-	gen    uint64 // the running signal; timers of older ones do nothing
-	timer  Timer  // the running signal's next step, nil when none
+	mu      sync.Mutex
+	closed  bool
+	pattern channel // green, red, buzzer
+	relay   channel
 }
 
-// step switches one pin at an offset from the signal's start.
+// A channel runs one timed sequence of steps at a time.
+type channel struct {
+	gen   uint64 // the running sequence; timers of older ones do nothing
+	timer Timer  // the running sequence's next step, nil when none
+}
+
+// step switches one pin at an offset from the sequence's start.
 type step struct {
 	at  time.Duration
 	pin gpio.PinOut
@@ -136,53 +192,59 @@ func New(o Options) (*Panel, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Panel{pins: o.Pins, timing: t, activeLow: o.ActiveLow, clock: o.Clock, log: o.Logger}
-	if err := p.allOff(); err != nil {
+	if err := p.off(p.pins.all()); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// Accept lights green, sounds one short beep and, when a relay is wired
-// and RelayPulse is not zero, energises the relay for RelayPulse. It
-// returns the errors of the pins switched at once.
-func (p *Panel) Accept() error {
+// Signal runs pattern pt on the LEDs and the buzzer (see Pattern),
+// replacing the running pattern: those three pins are switched off first.
+// The relay is untouched. It returns the errors of the pins switched at
+// once.
+func (p *Panel) Signal(pt Pattern) error {
 	t := p.timing
-	green := t.Light
-	var steps []step
-	if p.pins.Relay != nil && t.RelayPulse > 0 {
-		steps = append(steps, step{0, p.pins.Relay, true}, step{t.RelayPulse, p.pins.Relay, false})
-		green = max(green, t.RelayPulse)
+	beeps := func(n int) []step {
+		var s []step
+		for i := range n {
+			at := time.Duration(2*i) * t.Beep
+			s = append(s, step{at, p.pins.Buzzer, true}, step{at + t.Beep, p.pins.Buzzer, false})
+		}
+		return s
 	}
-	steps = append(steps,
-		step{0, p.pins.Green, true}, step{green, p.pins.Green, false},
-		step{0, p.pins.Buzzer, true}, step{t.Beep, p.pins.Buzzer, false})
-	return p.start(steps)
-}
-
-// Deny lights red and sounds DenyBeeps short beeps. The relay stays off.
-func (p *Panel) Deny() error {
-	t := p.timing
-	steps := []step{{0, p.pins.Red, true}, {t.Light, p.pins.Red, false}}
-	for i := range t.DenyBeeps {
-		at := time.Duration(2*i) * t.Beep
-		steps = append(steps, step{at, p.pins.Buzzer, true}, step{at + t.Beep, p.pins.Buzzer, false})
+	lit := func(pin gpio.PinOut) []step {
+		return []step{{0, pin, true}, {t.Light, pin, false}}
 	}
-	return p.start(steps)
+	var s []step
+	switch pt {
+	case PatternIn:
+		s = append(lit(p.pins.Green), beeps(1)...)
+	case PatternOut:
+		s = append(lit(p.pins.Green), beeps(2)...)
+	case PatternDeny:
+		s = append(lit(p.pins.Red), beeps(t.DenyBeeps)...)
+	case PatternFault:
+		s = append(append(lit(p.pins.Red), lit(p.pins.Green)...), lit(p.pins.Buzzer)...)
+	default:
+		return fmt.Errorf("device: unknown pattern %v", pt)
+	}
+	return p.start(&p.pattern, []gpio.PinOut{p.pins.Green, p.pins.Red, p.pins.Buzzer}, s)
 }
 
-// Fault lights red and green together and sounds one long beep (Light):
-// unlike a deny, it says that the terminal cannot take the punch now. The
-// relay stays off.
-func (p *Panel) Fault() error {
-	t := p.timing
-	return p.start([]step{
-		{0, p.pins.Red, true}, {t.Light, p.pins.Red, false},
-		{0, p.pins.Green, true}, {t.Light, p.pins.Green, false},
-		{0, p.pins.Buzzer, true}, {t.Light, p.pins.Buzzer, false},
-	})
+// Unlock energises the relay for RelayPulse from now; a pulse running is
+// extended to end RelayPulse from now. Without a relay, or with
+// RelayPulse zero, it does nothing.
+func (p *Panel) Unlock() error {
+	if p.pins.Relay == nil || p.timing.RelayPulse == 0 {
+		// Nothing to switch; start keeps ErrClosed after Close.
+		return p.start(&p.relay, nil, nil)
+	}
+	// Not switched off first: the strike stays energised across the
+	// restart, with no click between two people.
+	return p.start(&p.relay, nil, []step{{0, p.pins.Relay, true}, {p.timing.RelayPulse, p.pins.Relay, false}})
 }
 
-// Close stops the running signal and switches every pin off. It is safe
+// Close stops the running signals and switches every pin off. It is safe
 // to call twice; the second call does nothing.
 func (p *Panel) Close() error {
 	p.mu.Lock()
@@ -191,12 +253,14 @@ func (p *Panel) Close() error {
 		return nil
 	}
 	p.closed = true
-	p.cancel()
-	return p.allOff()
+	p.cancel(&p.pattern)
+	p.cancel(&p.relay)
+	return p.off(p.pins.all())
 }
 
-// start cancels the running signal and runs steps from now on.
-func (p *Panel) start(steps []step) error {
+// start cancels the sequence running on ch, switches the pins clear off
+// and runs steps from now on.
+func (p *Panel) start(ch *channel, clear []gpio.PinOut, steps []step) error {
 	// Drop unwired pins and order by offset (stable: few steps).
 	var s []step
 	for _, st := range steps {
@@ -214,38 +278,39 @@ func (p *Panel) start(steps []step) error {
 	if p.closed {
 		return ErrClosed
 	}
-	p.cancel()
-	err := p.allOff()
-	return errors.Join(err, p.run(p.gen, 0, s))
+	p.cancel(ch)
+	err := p.off(clear)
+	return errors.Join(err, p.run(ch, ch.gen, 0, s))
 }
 
-// cancel makes the running signal's timers do nothing. p.mu is held.
-func (p *Panel) cancel() {
-	p.gen++
-	if p.timer != nil {
-		p.timer.Stop()
-		p.timer = nil
+// cancel makes the timers of the sequence running on ch do nothing. p.mu
+// is held.
+func (p *Panel) cancel(ch *channel) {
+	ch.gen++
+	if ch.timer != nil {
+		ch.timer.Stop()
+		ch.timer = nil
 	}
 }
 
-// run applies the steps due at offset now and schedules the rest. p.mu is
-// held.
-func (p *Panel) run(gen uint64, now time.Duration, s []step) error {
+// run applies the steps due at offset now and schedules the rest on ch.
+// p.mu is held.
+func (p *Panel) run(ch *channel, gen uint64, now time.Duration, s []step) error {
 	var errs []error
 	for len(s) > 0 && s[0].at <= now {
 		errs = append(errs, p.set(s[0].pin, s[0].on))
 		s = s[1:]
 	}
-	p.timer = nil
+	ch.timer = nil
 	if len(s) > 0 {
 		next := s[0].at
-		p.timer = p.clock.AfterFunc(next-now, func() {
+		ch.timer = p.clock.AfterFunc(next-now, func() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			if p.gen != gen || p.closed {
+			if ch.gen != gen || p.closed {
 				return // cancelled while the timer fired
 			}
-			if err := p.run(gen, next, s); err != nil {
+			if err := p.run(ch, gen, next, s); err != nil {
 				p.log.Error("feedback pin", "err", err)
 			}
 		})
@@ -253,10 +318,13 @@ func (p *Panel) run(gen uint64, now time.Duration, s []step) error {
 	return errors.Join(errs...)
 }
 
-func (p *Panel) allOff() error {
+// off switches the wired pins among pins off.
+func (p *Panel) off(pins []gpio.PinOut) error {
 	var errs []error
-	for _, pin := range p.pins.all() {
-		errs = append(errs, p.set(pin, false))
+	for _, pin := range pins {
+		if pin != nil {
+			errs = append(errs, p.set(pin, false))
+		}
 	}
 	return errors.Join(errs...)
 }

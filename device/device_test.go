@@ -3,8 +3,6 @@ package device_test
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/punchclock/punchclock/device"
 	"github.com/punchclock/punchclock/device/devicetest"
-	"github.com/punchclock/punchclock/punch"
 )
 
 const pulse = 3 * time.Second
@@ -68,93 +65,146 @@ func TestNewSwitchesAllOff(t *testing.T) {
 	}
 }
 
-func TestAcceptPulsesRelay(t *testing.T) {
-	p, pins, clock := newPanel(t, device.Options{})
-	if err := p.Accept(); err != nil {
-		t.Fatal(err)
-	}
-	// green, red, buzzer, relay
-	for _, c := range []struct {
-		advance time.Duration
-		want    string
-	}{
-		{0, "1011"},                  // green, beep, door unlocked
-		{device.DefaultBeep, "1001"}, // beep over
-		{pulse - device.DefaultBeep - time.Nanosecond, "1001"}, // relay still held
-		{time.Nanosecond, "0000"},                              // pulse over: relay released, green off with it
-	} {
-		clock.Advance(c.advance)
+// at is the state of the pins a given time after a signal started.
+type at struct {
+	t    time.Duration
+	want string // levels
+}
+
+// follow advances clock to each checkpoint in turn (they are in time
+// order, from the signal's start) and reports the pins that differ.
+func follow(t *testing.T, clock *devicetest.Clock, pins *devicetest.Pins, checks []at) {
+	t.Helper()
+	start := clock.Elapsed()
+	for _, c := range checks {
+		clock.Advance(start + c.t - clock.Elapsed())
 		if got := levels(pins); got != c.want {
-			t.Errorf("at %v: pins %s, want %s", clock.Elapsed(), got, c.want)
+			t.Errorf("%v after the signal: pins %s, want %s (green red buzzer relay)", c.t, got, c.want)
 		}
 	}
-	if n := clock.Pending(); n != 0 {
-		t.Errorf("%d timers left after the signal", n)
+}
+
+func TestPatterns(t *testing.T) {
+	const beep = device.DefaultBeep
+	for _, c := range []struct {
+		pattern device.Pattern
+		checks  []at
+		beeps   int
+	}{
+		{device.PatternIn, []at{
+			{0, "1010"}, {beep - 1, "1010"}, {beep, "1000"},
+			{device.DefaultLight - 1, "1000"}, {device.DefaultLight, "0000"},
+		}, 1},
+		{device.PatternOut, []at{
+			{0, "1010"}, {beep, "1000"}, {2 * beep, "1010"}, {3 * beep, "1000"},
+			{device.DefaultLight - 1, "1000"}, {device.DefaultLight, "0000"},
+		}, 2},
+		{device.PatternDeny, []at{
+			{0, "0110"}, {beep, "0100"}, {2 * beep, "0110"}, {3 * beep, "0100"},
+			{4 * beep, "0110"}, {5 * beep, "0100"},
+			{device.DefaultLight - 1, "0100"}, {device.DefaultLight, "0000"},
+		}, device.DefaultDenyBeeps},
+		{device.PatternFault, []at{ // one long tone, both LEDs
+			{0, "1110"}, {beep, "1110"}, {device.DefaultLight - 1, "1110"}, {device.DefaultLight, "0000"},
+		}, 1},
+	} {
+		t.Run(c.pattern.String(), func(t *testing.T) {
+			p, pins, clock := newPanel(t, device.Options{})
+			if err := p.Signal(c.pattern); err != nil {
+				t.Fatal(err)
+			}
+			follow(t, clock, pins, c.checks)
+			if n := pins.Buzzer.Rises(); n != c.beeps {
+				t.Errorf("%d beeps, want %d", n, c.beeps)
+			}
+			if n := pins.Relay.Rises(); n != 0 {
+				t.Errorf("a pattern pulsed the relay %d times", n)
+			}
+			if n := clock.Pending(); n != 0 {
+				t.Errorf("%d timers left after the pattern", n)
+			}
+		})
 	}
+}
+
+func TestUnknownPattern(t *testing.T) {
+	p, pins, _ := newPanel(t, device.Options{})
+	if err := p.Signal(device.Pattern(99)); err == nil || !strings.Contains(err.Error(), "Pattern(99)") {
+		t.Errorf("Signal(99): %v, want an error naming the pattern", err)
+	}
+	if got := levels(pins); got != "0000" {
+		t.Errorf("pins %s after an unknown pattern", got)
+	}
+}
+
+func TestUnlock(t *testing.T) {
+	p, pins, clock := newPanel(t, device.Options{})
+	if err := p.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	follow(t, clock, pins, []at{{0, "0001"}, {pulse - 1, "0001"}, {pulse, "0000"}})
 	if n := pins.Relay.Rises(); n != 1 {
 		t.Errorf("relay pulsed %d times, want 1", n)
 	}
-}
-
-func TestAcceptWithoutRelayPulse(t *testing.T) {
-	pins := devicetest.NewPins()
-	clock := devicetest.NewClock()
-	p, err := device.New(device.Options{Pins: pins.Device(), Clock: clock}) // RelayPulse 0
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.Accept()
-	if got := levels(pins); got != "1010" {
-		t.Errorf("pins %s, want green and beep, relay off", got)
-	}
-	clock.Advance(device.DefaultLight)
-	if got := levels(pins); got != "0000" {
-		t.Errorf("after %v: pins %s, want all off", device.DefaultLight, got)
-	}
-	if n := pins.Relay.Rises(); n != 0 {
-		t.Errorf("relay pulsed %d times with RelayPulse 0", n)
+	if n := clock.Pending(); n != 0 {
+		t.Errorf("%d timers left after the pulse", n)
 	}
 }
 
-func TestDeny(t *testing.T) {
+func TestUnlockRestartsPulse(t *testing.T) {
 	p, pins, clock := newPanel(t, device.Options{})
-	if err := p.Deny(); err != nil {
+	p.Unlock()
+	clock.Advance(2 * time.Second)
+	p.Unlock() // the next person: the door stays open a full pulse from now
+	follow(t, clock, pins, []at{{0, "0001"}, {pulse - 1, "0001"}, {pulse, "0000"}})
+	if n := pins.Relay.Rises(); n != 1 {
+		t.Errorf("relay rose %d times, want once: no click between two people", n)
+	}
+}
+
+// TestPatternNeverCutsPulse: whatever is shown after a door opened, the
+// relay stays energised for its whole pulse.
+func TestPatternNeverCutsPulse(t *testing.T) {
+	for _, later := range []device.Pattern{device.PatternIn, device.PatternOut, device.PatternDeny, device.PatternFault} {
+		t.Run(later.String(), func(t *testing.T) {
+			p, pins, clock := newPanel(t, device.Options{})
+			p.Unlock()
+			p.Signal(device.PatternIn)
+			clock.Advance(time.Second)
+			if err := p.Signal(later); err != nil {
+				t.Fatal(err)
+			}
+			for clock.Elapsed() < pulse {
+				if pins.Relay.Level() != gpio.High {
+					t.Fatalf("relay released at %v, within its %v pulse", clock.Elapsed(), pulse)
+				}
+				clock.Advance(50 * time.Millisecond)
+			}
+			if pins.Relay.Level() != gpio.Low {
+				t.Errorf("relay still on at %v", clock.Elapsed())
+			}
+			if n := pins.Relay.Rises(); n != 1 {
+				t.Errorf("relay rose %d times, want 1", n)
+			}
+		})
+	}
+}
+
+func TestPatternReplacesPattern(t *testing.T) {
+	p, pins, clock := newPanel(t, device.Options{})
+	p.Signal(device.PatternIn)
+	clock.Advance(time.Second)
+	if err := p.Signal(device.PatternDeny); err != nil {
 		t.Fatal(err)
 	}
 	if got := levels(pins); got != "0110" {
-		t.Errorf("pins %s, want red and buzzer", got)
+		t.Errorf("deny during in: pins %s, want red and buzzer only", got)
 	}
-	clock.Advance(device.DefaultLight)
-	if got := levels(pins); got != "0000" {
-		t.Errorf("after %v: pins %s, want all off", device.DefaultLight, got)
-	}
-	if n := pins.Buzzer.Rises(); n != device.DefaultDenyBeeps {
-		t.Errorf("%d beeps, want %d", n, device.DefaultDenyBeeps)
-	}
-	if n := pins.Relay.Rises(); n != 0 {
-		t.Errorf("deny pulsed the relay")
-	}
-}
-
-func TestDenyCancelsAccept(t *testing.T) {
-	p, pins, clock := newPanel(t, device.Options{})
-	p.Accept()
-	clock.Advance(time.Second) // door unlocked, green lit
-	if got := levels(pins); got != "1001" {
-		t.Fatalf("during accept: pins %s", got)
-	}
-	if err := p.Deny(); err != nil {
-		t.Fatal(err)
-	}
-	if got := levels(pins); got != "0110" {
-		t.Errorf("deny during accept: pins %s, want red and buzzer, relay off", got)
-	}
-	// The accept's timers must not switch anything any more.
+	// The first pattern's timers must not switch anything any more.
 	for range 50 {
 		clock.Advance(100 * time.Millisecond)
-		if pins.Relay.Level() == gpio.High || pins.Green.Level() == gpio.High {
-			t.Fatalf("at %v: accept came back: pins %s", clock.Elapsed(), levels(pins))
+		if pins.Green.Level() == gpio.High {
+			t.Fatalf("at %v: green came back: pins %s", clock.Elapsed(), levels(pins))
 		}
 	}
 	if got := levels(pins); got != "0000" {
@@ -165,18 +215,34 @@ func TestDenyCancelsAccept(t *testing.T) {
 	}
 }
 
-func TestAcceptRestartsPulse(t *testing.T) {
-	p, pins, clock := newPanel(t, device.Options{})
-	p.Accept()
-	clock.Advance(2 * time.Second)
-	p.Accept() // the next person: the door stays open a full pulse from now
-	clock.Advance(2 * time.Second)
-	if pins.Relay.Level() != gpio.High {
-		t.Errorf("relay released %v after the second accept, want it held %v", 2*time.Second, pulse)
+func TestUnlockWithoutPulseOrRelay(t *testing.T) {
+	pins := devicetest.NewPins()
+	clock := devicetest.NewClock()
+	p, err := device.New(device.Options{Pins: pins.Device(), Clock: clock}) // RelayPulse 0
+	if err != nil {
+		t.Fatal(err)
 	}
-	clock.Advance(time.Second)
-	if got := levels(pins); got != "0000" {
-		t.Errorf("pins %s, want all off", got)
+	defer p.Close()
+	if err := p.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	if n := pins.Relay.Rises(); n != 0 {
+		t.Errorf("relay pulsed %d times with RelayPulse 0", n)
+	}
+
+	green := devicetest.NewPin("GPIO17")
+	q, err := device.New(device.Options{Pins: device.Pins{Green: green}, Clock: clock,
+		Timing: device.Timing{RelayPulse: pulse}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Unlock(); err != nil {
+		t.Errorf("Unlock without a relay: %v", err)
+	}
+	q.Close()
+	if err := q.Unlock(); !errors.Is(err, device.ErrClosed) {
+		t.Errorf("Unlock without a relay after Close: %v, want ErrClosed", err)
 	}
 }
 
@@ -185,9 +251,10 @@ func TestActiveLow(t *testing.T) {
 	if got := levels(pins); got != "1111" {
 		t.Errorf("idle, active low: pins %s, want all High (off)", got)
 	}
-	p.Accept()
+	p.Signal(device.PatternIn)
+	p.Unlock()
 	if got := levels(pins); got != "0100" {
-		t.Errorf("accept, active low: pins %s, want green, buzzer, relay Low", got)
+		t.Errorf("in and unlock, active low: pins %s, want green, buzzer, relay Low", got)
 	}
 	clock.Advance(pulse)
 	p.Close()
@@ -204,15 +271,18 @@ func TestUnwiredPins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Accept(); err != nil {
+	if err := p.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Deny(); err != nil {
+	if err := p.Signal(device.PatternDeny); err != nil {
 		t.Fatal(err)
+	}
+	if relay.Level() != gpio.High {
+		t.Error("relay off at once after unlock and deny")
 	}
 	clock.Advance(time.Minute)
 	if relay.Level() != gpio.Low {
-		t.Error("relay on after deny")
+		t.Error("relay on a minute after unlock")
 	}
 	p.Close()
 
@@ -220,7 +290,7 @@ func TestUnwiredPins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := none.Accept(); err != nil {
+	if err := errors.Join(none.Signal(device.PatternIn), none.Unlock()); err != nil {
 		t.Fatal(err)
 	}
 	none.Close()
@@ -228,7 +298,8 @@ func TestUnwiredPins(t *testing.T) {
 
 func TestCloseTwice(t *testing.T) {
 	p, pins, clock := newPanel(t, device.Options{})
-	p.Accept()
+	p.Unlock()
+	p.Signal(device.PatternOut)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -241,11 +312,11 @@ func TestCloseTwice(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := p.Accept(); !errors.Is(err, device.ErrClosed) {
-		t.Errorf("Accept after Close: %v, want ErrClosed", err)
+	if err := p.Signal(device.PatternIn); !errors.Is(err, device.ErrClosed) {
+		t.Errorf("Signal after Close: %v, want ErrClosed", err)
 	}
-	if err := p.Deny(); !errors.Is(err, device.ErrClosed) {
-		t.Errorf("Deny after Close: %v, want ErrClosed", err)
+	if err := p.Unlock(); !errors.Is(err, device.ErrClosed) {
+		t.Errorf("Unlock after Close: %v, want ErrClosed", err)
 	}
 	clock.Advance(time.Minute)
 	if got := levels(pins); got != "0000" {
@@ -262,7 +333,8 @@ func TestSystemClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	p.Accept()
+	p.Signal(device.PatternIn)
+	p.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
 	for levels(pins) != "0000" {
 		if time.Now().After(deadline) {
@@ -281,10 +353,9 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for range 50 {
 				if i%2 == 0 {
-					p.Accept()
-				} else {
-					p.Deny()
+					p.Unlock()
 				}
+				p.Signal(device.Pattern(1 + i%4))
 			}
 		})
 	}
@@ -310,46 +381,6 @@ func TestPinErrors(t *testing.T) {
 	_, err := device.New(device.Options{Pins: device.Pins{Red: bad}})
 	if err == nil || !strings.Contains(err.Error(), "GPIO5") {
 		t.Errorf("New with a failing pin: %v, want an error naming GPIO5", err)
-	}
-}
-
-func TestFeedback(t *testing.T) {
-	sig := &devicetest.Signaler{}
-	fb := device.NewFeedback(sig, nil)
-	fb.Show("front", punch.Event{Decision: punch.Accepted})
-	fb.Show("front", punch.Event{Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
-	fb.Show("back", punch.Event{Decision: "maybe"})
-	fb.Show("back", punch.Event{Decision: punch.Denied, Reason: punch.ReasonStorageFull})
-	if got, want := sig.Calls(), []string{"accept", "deny", "fault"}; !slices.Equal(got, want) {
-		t.Errorf("calls %v, want %v", got, want)
-	}
-
-	var log strings.Builder
-	sig.SetErr(errors.New("pin broken"))
-	fb = device.NewFeedback(sig, slog.New(slog.NewTextHandler(&log, nil)))
-	fb.Show("back", punch.Event{Decision: punch.Denied})
-	if !strings.Contains(log.String(), "pin broken") || !strings.Contains(log.String(), "reader=back") {
-		t.Errorf("log %q, want the pin error and the reader", log.String())
-	}
-}
-
-func TestFeedbackDrivesPanel(t *testing.T) {
-	p, pins, _ := newPanel(t, device.Options{})
-	fb := device.NewFeedback(p, nil)
-	fb.Show("front", punch.Event{Decision: punch.Accepted})
-	if got := levels(pins); got != "1011" {
-		t.Errorf("accepted: pins %s", got)
-	}
-	fb.Show("front", punch.Event{Decision: punch.Denied})
-	if got := levels(pins); got != "0110" {
-		t.Errorf("denied: pins %s", got)
-	}
-	fb.Show("front", punch.Event{Decision: punch.Denied, Reason: punch.ReasonStorageFull})
-	if got := levels(pins); got != "1110" {
-		t.Errorf("storage full: pins %s, want red, green and the buzzer", got)
-	}
-	if n := pins.Relay.Rises(); n != 1 {
-		t.Errorf("relay pulsed %d times, want once (the accept only)", n)
 	}
 }
 

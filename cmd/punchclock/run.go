@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -156,15 +158,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitUsage
 	}
-	panel, err := buildPanel(cfg.Feedback, log)
+	fb, panels, err := buildFeedback(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitUsage
 	}
+	closePanels := func() error {
+		var errs []error
+		for _, p := range panels {
+			errs = append(errs, p.Close())
+		}
+		return errors.Join(errs...)
+	}
+	defer closePanels()
 	var feedback agent.Feedback // stays nil (no feedback) without a panel
-	if panel != nil {
-		defer panel.Close()
-		feedback = device.NewFeedback(panel, log.With("component", "feedback"))
+	if fb != nil {
+		feedback = fb
 	}
 	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version})
 	if err != nil {
@@ -180,12 +189,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := a.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
-	if panel != nil {
-		// Run has returned: no decision is shown any more. Switch the
-		// outputs off before reporting, so the door is not left unlocked.
-		if err := panel.Close(); err != nil && runErr == nil {
-			runErr = err
-		}
+	// Run has returned: no decision is shown any more. Switch the
+	// outputs off before reporting, so no door is left unlocked.
+	if err := closePanels(); err != nil && runErr == nil {
+		runErr = err
 	}
 	if runErr != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", runErr)
@@ -194,19 +201,62 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// buildPanel opens the configured feedback pins on this host and returns
-// a panel driving them, or nil when no pin is configured.
-func buildPanel(fc config.Feedback, log *slog.Logger) (*device.Panel, error) {
-	if !fc.Wired() {
-		return nil, nil
+// buildFeedback opens the panels of the configured feedback: the shared
+// [feedback] and each reader's own [readers.feedback], and returns the
+// Feedback showing decisions on them with the panels to close. A reader
+// whose own table wires no pin uses the shared panel. Doors are the
+// readers of role access or both. Without any pin wired it returns nil
+// and no panel.
+func buildFeedback(cfg *config.Config, log *slog.Logger) (*device.Feedback, []*device.Panel, error) {
+	var panels []*device.Panel
+	fail := func(err error) (*device.Feedback, []*device.Panel, error) {
+		for _, p := range panels {
+			p.Close()
+		}
+		return nil, nil, err
 	}
+	o := device.FeedbackOptions{
+		Readers: map[string]device.Signaler{},
+		Doors:   map[string]bool{},
+		Logger:  log.With("component", "feedback"),
+	}
+	if cfg.Feedback.Wired() {
+		p, err := buildPanel(cfg.Feedback, "feedback", o.Logger)
+		if err != nil {
+			return fail(err)
+		}
+		panels = append(panels, p)
+		o.Shared = p
+	}
+	for i, r := range cfg.Readers {
+		o.Doors[r.Name] = r.Role == config.RoleAccess || r.Role == config.RoleBoth
+		if r.Feedback == nil || !r.Feedback.Wired() {
+			continue
+		}
+		p, err := buildPanel(*r.Feedback, fmt.Sprintf("readers[%d].feedback", i), o.Logger.With("reader", r.Name))
+		if err != nil {
+			return fail(err)
+		}
+		panels = append(panels, p)
+		o.Readers[r.Name] = p
+	}
+	if len(panels) == 0 {
+		return nil, nil, nil
+	}
+	return device.NewFeedback(o), panels, nil
+}
+
+// buildPanel opens the pins of fc, which must wire at least one, on this
+// host and returns a panel driving them. key is fc's configuration key,
+// e.g. "feedback" or "readers[2].feedback", for errors.
+func buildPanel(fc config.Feedback, key string, log *slog.Logger) (*device.Panel, error) {
 	var pins device.Pins
 	outs := []*gpio.PinOut{&pins.Green, &pins.Red, &pins.Buzzer, &pins.Relay}
 	for i, p := range fc.Pins() { // green, red, buzzer, relay
 		if p.Name == "" {
 			continue
 		}
-		out, err := device.OpenPin(p.Key, p.Name)
+		out, err := device.OpenPin(strings.Replace(p.Key, "feedback", key, 1), p.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -216,7 +266,7 @@ func buildPanel(fc config.Feedback, log *slog.Logger) (*device.Panel, error) {
 		Pins:      pins,
 		Timing:    device.Timing{RelayPulse: fc.RelayPulse.Duration},
 		ActiveLow: fc.ActiveLow,
-		Logger:    log.With("component", "feedback"),
+		Logger:    log,
 	})
 }
 

@@ -1,8 +1,8 @@
 // Package devicetest holds fakes for testing code that drives feedback
 // hardware: a Pin (periph's gpiotest.Pin, recording every level set), a
 // manual Clock whose timers fire only when the test advances it, and a
-// Signaler counting Accept and Deny calls. All are safe for concurrent
-// use and under -race.
+// Signaler recording the patterns and unlocks asked of it. All are safe
+// for concurrent use and under -race.
 package devicetest
 
 import (
@@ -181,14 +181,11 @@ type Signaler struct {
 	err   error
 }
 
-// Accept implements device.Signaler.
-func (s *Signaler) Accept() error { return s.record("accept") }
+// Signal implements device.Signaler.
+func (s *Signaler) Signal(p device.Pattern) error { return s.record(p.String()) }
 
-// Deny implements device.Signaler.
-func (s *Signaler) Deny() error { return s.record("deny") }
-
-// Fault implements device.Signaler.
-func (s *Signaler) Fault() error { return s.record("fault") }
+// Unlock implements device.Signaler.
+func (s *Signaler) Unlock() error { return s.record("unlock") }
 
 // SetErr makes the following calls return err.
 func (s *Signaler) SetErr(err error) {
@@ -197,7 +194,8 @@ func (s *Signaler) SetErr(err error) {
 	s.err = err
 }
 
-// Calls returns "accept", "deny" or "fault" for each call, oldest first.
+// Calls returns, oldest first, the pattern's name ("in", "out", "deny",
+// "fault") for each Signal and "unlock" for each Unlock.
 func (s *Signaler) Calls() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,8 +202,8 @@ type Pairing struct {
 type Feedback struct {
 	Green  string `toml:"green"`  // LED lit on an accepted punch
 	Red    string `toml:"red"`    // LED lit on a denied punch
-	Buzzer string `toml:"buzzer"` // one beep on accept, three on deny
-	Relay  string `toml:"relay"`  // door strike, energised on accept
+	Buzzer string `toml:"buzzer"` // beeps per outcome (docs/config.md), a long tone on a fault
+	Relay  string `toml:"relay"`  // door strike, pulsed when a door reader grants access
 	// RelayPulse is how long an accepted punch energises the relay;
 	// 0 never pulses it.
 	RelayPulse Duration `toml:"relay_pulse"`
@@ -326,9 +327,7 @@ func (c *Config) fillReaderDefaults() {
 		if r.PINTimeout.Duration == 0 {
 			r.PINTimeout.Duration = DefaultPINTimeout
 		}
-		if f := r.Feedback; f != nil && f.RelayPulse.Duration == 0 {
-			f.RelayPulse.Duration = DefaultRelayPulse
-		}
+
 	}
 	if c.MQTT.ClientID == "" && c.DeviceID != "" {
 		c.MQTT.ClientID = "punchclock-" + c.DeviceID
@@ -484,6 +483,9 @@ func (c *Config) Validate() error {
 	}
 	if v := c.NewReaderState; v != NewReadersEnabled && v != NewReadersSuspended {
 		bad("new_readers", "%q must be \"enabled\" or \"suspended\"", v)
+	}
+	if c.Feedback.Relay != "" && !slices.ContainsFunc(c.Readers, func(r Reader) bool { return r.Role == RoleAccess || r.Role == RoleBoth }) {
+		bad("feedback.relay", "%s: no reader is a door (role = \"access\" or \"both\"), so the relay would never open; give the door's reader a role", c.Feedback.Relay)
 	}
 	if d := c.Feedback.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
 		bad("feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)

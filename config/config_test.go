@@ -108,6 +108,12 @@ enabled = false
 relay = "GPIO23"
 green = "GPIO24"
 [[readers]]
+name = "gate"
+driver = "rdm6300"
+port = "/dev/ttyUSB1"
+role = "both"
+feedback = { relay = "GPIO25", relay_pulse = "0s" }
+[[readers]]
 name = "clock"
 driver = "rdm6300"
 port = "/dev/ttyUSB0"
@@ -119,7 +125,10 @@ job_code = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	door, clk := c.Readers[0], c.Readers[1]
+	door, gate, clk := c.Readers[0], c.Readers[1], c.Readers[2]
+	if gate.Feedback == nil || gate.Feedback.Relay != "GPIO25" || gate.Feedback.RelayPulse.Duration != 0 {
+		t.Errorf("gate's own feedback: %+v (an explicit 0s must stay 0)", gate.Feedback)
+	}
 	if door.Role != "access" || door.Enabled == nil || *door.Enabled || door.Feedback == nil ||
 		door.Feedback.Relay != "GPIO23" || door.Feedback.Green != "GPIO24" || door.Feedback.RelayPulse.Duration != 3*time.Second {
 		t.Errorf("door: %+v (feedback %+v)", door, door.Feedback)
@@ -134,7 +143,7 @@ job_code = true
 }
 
 func TestFeedback(t *testing.T) {
-	c, err := config.Parse("fb.toml", []byte(minimal+`
+	c, err := config.Parse("fb.toml", []byte(minimal+`role = "access"
 [feedback]
 green = "GPIO17"
 red = "P1_13"
@@ -214,6 +223,7 @@ func TestErrors(t *testing.T) {
 		{"max_shift too long", reader("[pairing]\nmax_shift = \"169h\"\n"), []string{`key "pairing.max_shift"`, "169h"}},
 		{"min_shift over max_shift", reader("[pairing]\nmax_shift = \"1h\"\nmin_shift = \"2h\"\n"), []string{`key "pairing.min_shift"`, "2h0m0s"}},
 		{"keypad not a reader", reader("keypad = \"pad\"\n"), []string{`key "readers[0].keypad"`, `"pad" is not a reader`}},
+		{"shared relay without a door", reader("[feedback]\nrelay = \"GPIO23\"\n"), []string{`key "feedback.relay"`, "no reader is a door"}},
 		{"bad clock source", reader("[clock]\nsource = \"ntp\"\n"), []string{`key "clock.source"`, `"ntp"`, "trusted"}},
 		{"bad clock floor", reader("[clock]\nfloor = \"2026-13-01\"\n"), []string{`key "clock.floor"`, "2026-13-01"}},
 		{"bad new_readers", "new_readers = \"off\"\n" + reader(""), []string{`key "new_readers"`, `"off"`}},

@@ -238,6 +238,16 @@ func (c *Config) decodeReaders(doc []byte) []string {
 			continue
 		}
 		if r.Feedback != nil {
+			// relay_pulse left out takes the default; "0s" given
+			// stays 0 (never pulse).
+			var given struct {
+				Feedback struct {
+					RelayPulse *Duration `toml:"relay_pulse"`
+				} `toml:"feedback"`
+			}
+			if toml.Unmarshal(r.raw, &given) == nil && given.Feedback.RelayPulse == nil {
+				r.Feedback.RelayPulse.Duration = DefaultRelayPulse
+			}
 			// The common decoding is lenient: the reader's feedback
 			// table's own keys are checked here.
 			var fb struct {

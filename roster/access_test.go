@@ -384,7 +384,7 @@ func TestWallClock(t *testing.T) {
 		}
 		locs = append(locs, loc)
 	}
-	locs = append(locs, time.UTC, time.FixedZone("LMT", 19*60+32), time.FixedZone("west", -(9*3600 + 59)))
+	locs = append(locs, time.UTC, time.FixedZone("LMT", 19*60+32), time.FixedZone("west", -(9*3600+59)))
 	starts := []time.Time{
 		time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC),
 		time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC),

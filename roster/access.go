@@ -74,14 +74,31 @@ func (g *AccessGroup) InWindow(t time.Time) bool {
 	if g == nil || len(g.Windows) == 0 {
 		return true
 	}
-	day := uint8(1) << t.Weekday()
-	m := uint16(t.Hour()*60 + t.Minute())
+	wd, m := wallClock(t)
+	day := uint8(1) << wd
 	for _, s := range g.spans {
 		if s.days&day != 0 && m >= s.from && m < s.to {
 			return true
 		}
 	}
 	return false
+}
+
+// wallClock returns t's weekday and minute of the day on its own
+// location's wall clock: t.Weekday() and t.Hour()*60+t.Minute(), with
+// one look-up of the zone's offset instead of one per call.
+func wallClock(t time.Time) (time.Weekday, uint16) {
+	_, off := t.Zone()
+	sec := t.Unix() + int64(off)
+	days, rem := sec/86400, sec%86400
+	if rem < 0 {
+		days, rem = days-1, rem+86400
+	}
+	wd := (days + 4) % 7 // 1970-01-01 was a Thursday
+	if wd < 0 {
+		wd += 7
+	}
+	return time.Weekday(wd), uint16(rem / 60)
 }
 
 // compile checks the group's windows and keeps their compiled form. A

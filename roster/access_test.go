@@ -371,3 +371,38 @@ func BenchmarkAllowsReader(b *testing.B) {
 		}
 	}
 }
+
+// wallClock is t.Weekday() and t.Hour()*60+t.Minute() in one zone
+// look-up: compared with them across zones with odd offsets, both DST
+// changes, a clock at 1970 and instants before it.
+func TestWallClock(t *testing.T) {
+	var locs []*time.Location
+	for _, name := range []string{"Europe/Amsterdam", "America/St_Johns", "Asia/Kathmandu", "Pacific/Chatham", "America/Los_Angeles"} {
+		loc, err := time.LoadLocation(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		locs = append(locs, loc)
+	}
+	locs = append(locs, time.UTC, time.FixedZone("LMT", 19*60+32), time.FixedZone("west", -(9*3600+59)))
+	starts := []time.Time{
+		time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0).Add(-72 * time.Hour), // before 1970: negative Unix seconds
+		time.Date(1900, 2, 27, 0, 0, 0, 0, time.UTC),
+		time.Date(2400, 2, 27, 0, 0, 0, 0, time.UTC),
+	}
+	for _, loc := range locs {
+		for _, start := range starts {
+			// Two weeks in steps of 7 min 13.5 s: every minute of the day,
+			// and seconds and nanoseconds that are not zero.
+			for i := range 2800 {
+				at := start.Add(time.Duration(i) * (7*time.Minute + 13500*time.Millisecond)).In(loc)
+				wd, m := wallClock(at)
+				if wd != at.Weekday() || int(m) != at.Hour()*60+at.Minute() {
+					t.Fatalf("wallClock(%v) = %v %d, want %v %d", at, wd, m, at.Weekday(), at.Hour()*60+at.Minute())
+				}
+			}
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package roster
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func sampleIndex(t *testing.T) (*Roster, *Index) {
@@ -209,5 +211,109 @@ func BenchmarkLookup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestIndexGroup(t *testing.T) {
+	b, err := os.ReadFile("testdata/roster-access.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(r)
+	ams, err := time.LoadLocation("Europe/Amsterdam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sat3 := time.Date(2026, 3, 7, 3, 0, 0, 0, ams) // Saturday 03:00: Friday's night
+	for _, tc := range []struct {
+		emp           string
+		group         string // "" none
+		reader        string
+		allows, inWin bool
+	}{
+		{"E100", "staff", "front", true, false},
+		{"E100", "staff", "gate", false, false},
+		{"E101", "night", "back", true, true},
+		{"E101", "night", "front", false, true},
+		{"E102", "management", "gate", true, true}, // no readers, no windows
+		{"E103", "", "gate", true, true},           // no group
+	} {
+		e := x.Employee(tc.emp)
+		g := x.Group(e.AccessGroup)
+		if (g == nil) != (tc.group == "") || g != nil && g.Name != tc.group {
+			t.Fatalf("%s: Group(%q) = %+v", tc.emp, e.AccessGroup, g)
+		}
+		if got := g.AllowsReader(tc.reader); got != tc.allows {
+			t.Errorf("%s: AllowsReader(%s) = %v", tc.emp, tc.reader, got)
+		}
+		if got := g.InWindow(sat3); got != tc.inWin {
+			t.Errorf("%s: InWindow(%v) = %v", tc.emp, sat3, got)
+		}
+	}
+	if x.Group("") != nil || x.Group("nobody") != nil || (*Index)(nil).Group("staff") != nil {
+		t.Error("Group of no name, an unknown name or a nil index is not nil")
+	}
+	if e := x.Employee("E100"); !e.HasJobCode("1001") || !e.PinWithCard {
+		t.Errorf("E100 = %+v", e)
+	}
+
+	// The index keeps its own copy: changing the roster changes nothing.
+	r.AccessGroups[0].Readers[0] = "gate"
+	r.AccessGroups[1].Windows[0].Days = "tue"
+	r.AccessGroups[1].spans = nil
+	r.AccessGroups[0].Name = "renamed"
+	r.Employees[0].JobCodes[0] = "9999"
+	if g := x.Group("staff"); g == nil || !g.AllowsReader("front") || g.AllowsReader("gate") {
+		t.Errorf("staff changed with the roster: %+v", g)
+	}
+	if g := x.Group("night"); g.Windows[0].Days != "fri-mon" || !g.InWindow(sat3) {
+		t.Errorf("night changed with the roster: %+v", g)
+	}
+	if e := x.Employee("E100"); !e.HasJobCode("1001") || e.HasJobCode("9999") {
+		t.Errorf("job codes changed with the roster: %v", e.JobCodes)
+	}
+}
+
+// The agent indexes the stored roster as decoded from the store, without
+// Validate: NewIndex compiles the windows itself, and a group whose
+// windows do not compile is closed, not open at all times.
+func TestIndexGroupUnvalidated(t *testing.T) {
+	var r Roster
+	err := json.Unmarshal([]byte(`{"version":1,"access_groups":[
+		{"name":"night","windows":[{"days":"fri","from":"22:00","to":"06:00"}]},
+		{"name":"broken","windows":[{"days":"someday","from":"22:00","to":"06:00"}]}],
+		"employees":[{"id":"a","access_group":"night"}]}`), &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(&r)
+	sat3 := time.Date(2026, 3, 7, 3, 0, 0, 0, time.UTC)
+	if !x.Group("night").InWindow(sat3) {
+		t.Error("night: windows not compiled by NewIndex")
+	}
+	if x.Group("broken").InWindow(sat3) || x.Group("broken").InWindow(sat3.Add(20*time.Hour)) {
+		t.Error("a group whose windows do not compile is open")
+	}
+}
+
+func BenchmarkGroup(b *testing.B) {
+	r, err := Parse([]byte(`{"version":1,"access_groups":[{"name":"staff","readers":["front","back"],
+		"windows":[{"days":"mon-fri","from":"06:00","to":"22:00"},{"days":"fri-mon","from":"22:00","to":"06:00"}]}],
+		"employees":[{"id":"a","access_group":"staff"}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := NewIndex(r)
+	at := time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC) // Sunday noon: outside
+	b.ReportAllocs()
+	for b.Loop() {
+		g := x.Group(x.Employee("a").AccessGroup)
+		if !g.AllowsReader("back") || g.InWindow(at) {
+			b.Fatal("wrong")
+		}
 	}
 }

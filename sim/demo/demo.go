@@ -168,6 +168,10 @@ topic_prefix = "punchclock"
 
 [delivery]
 confirm = "connector"
+
+# The demo runs on a machine whose clock is set (on a Pi: "kernel").
+[clock]
+source = "trusted"
 `, filepath.Join(dir, "data"), filepath.Join(dir, "roster.json"), b.URL) + fmt.Sprintf(readers, dir)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		return fmt.Errorf("demo: %w", err)

@@ -55,7 +55,7 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 			return err
 		}
 		if out.NewOpen != nil {
-			opened[out.Employee()] = out.Event.ID
+			opened[out.Employee()] = out.NewOpen.EventID
 		}
 		batch[i] = e
 	}
@@ -115,15 +115,22 @@ func fullIfNoSpace(err error) error {
 }
 
 // newEntry assigns the ids of one outcome and encodes it. An outcome
-// without an event (a shift closed by max_shift) is filed at its shift's
-// end.
+// without an event is filed at its shift's end (a shift closed by
+// max_shift), or, with no shift either, at its new open entry's time: an
+// open entry re-dated after the clock synced, which replaces the
+// employee's and keeps the EventID the caller gave it.
 func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 	ev := &out.Event
 	e := &entry{EmployeeID: out.Employee()}
 	var err error
 	switch {
+	case out.NoEvent && out.Shift == nil && out.NewOpen == nil:
+		return nil, fmt.Errorf("store: an outcome with neither event, shift nor open entry")
 	case out.NoEvent && out.Shift == nil:
-		return nil, fmt.Errorf("store: an outcome with neither event nor shift")
+		if e.EmployeeID == "" {
+			return nil, fmt.Errorf("store: an open entry without an event names no employee")
+		}
+		e.At = out.NewOpen.At.UnixMilli()
 	case out.NoEvent:
 		e.At = out.Shift.Out.UnixMilli()
 	default:
@@ -137,7 +144,9 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 	}
 	e.Close = out.CloseOpen
 	if o := out.NewOpen; o != nil {
-		o.EventID = ev.ID
+		if !out.NoEvent {
+			o.EventID = ev.ID
+		}
 		e.Open = o
 	}
 	if sh := out.Shift; sh != nil {
@@ -152,6 +161,13 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 		}
 		if e.Shift, err = json.Marshal(sh); err != nil {
 			return nil, fmt.Errorf("store: encode shift: %w", err)
+		}
+	}
+	if out.Unsynced {
+		for _, seq := range []uint64{e.EventSeq, e.ShiftSeq} {
+			if seq != 0 {
+				e.Unsynced = append(e.Unsynced, seq)
+			}
 		}
 	}
 	return e, nil

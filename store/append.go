@@ -54,8 +54,8 @@ func (db *DB) Append(outs []*punch.Outcome) error {
 		if err != nil {
 			return err
 		}
-		if out.NewOpen != nil && !out.NoEvent {
-			opened[out.Employee()] = out.Event.ID
+		if out.NewOpen != nil {
+			opened[out.Employee()] = out.NewOpen.EventID
 		}
 		batch[i] = e
 	}
@@ -115,8 +115,10 @@ func fullIfNoSpace(err error) error {
 }
 
 // newEntry assigns the ids of one outcome and encodes it. An outcome
-// without an event (a shift closed by max_shift) is filed at its shift's
-// end.
+// without an event is filed at its shift's end (a shift closed by
+// max_shift), or, with no shift either, at its new open entry's time: an
+// open entry re-dated after the clock synced, which replaces the
+// employee's and keeps the EventID the caller gave it.
 func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 	ev := &out.Event
 	e := &entry{EmployeeID: out.Employee()}
@@ -126,6 +128,9 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 		return nil, fmt.Errorf("store: an outcome with neither event, shift nor open entry")
 	case out.NoEvent && out.Shift == nil:
 		// An open entry amended (re-dated once the clock synced).
+		if e.EmployeeID == "" {
+			return nil, fmt.Errorf("store: an open entry without an event names no employee")
+		}
 		e.At = out.NewOpen.At.UnixMilli()
 	case out.NoEvent:
 		e.At = out.Shift.Out.UnixMilli()
@@ -157,6 +162,13 @@ func (db *DB) newEntry(out *punch.Outcome, next *uint64) (*entry, error) {
 		}
 		if e.Shift, err = json.Marshal(sh); err != nil {
 			return nil, fmt.Errorf("store: encode shift: %w", err)
+		}
+	}
+	if out.Unsynced {
+		for _, seq := range []uint64{e.EventSeq, e.ShiftSeq} {
+			if seq != 0 {
+				e.Unsynced = append(e.Unsynced, seq)
+			}
 		}
 	}
 	return e, nil

@@ -123,6 +123,12 @@ func (db *DB) applyStep() (more bool, err error) {
 func (db *DB) applyAll() error {
 	db.applyMu.Lock()
 	defer db.applyMu.Unlock()
+	return db.applyAllLocked()
+}
+
+// applyAllLocked is applyAll for a caller that holds applyMu, then
+// writeMu.
+func (db *DB) applyAllLocked() error {
 	db.mu.RLock()
 	snapshot := db.pending
 	lastUplink := db.lastUplink
@@ -198,15 +204,27 @@ func (db *DB) commit(snapshot []*entry, snapSeq uint64) error {
 		recs.FillPercent = 1
 		tx.Bucket(bUnsent).FillPercent = 1
 		var c counts
+		unsynced := tx.Bucket(bUnsynced)
 		for _, e := range snapshot {
+			if e.Amend != nil || e.Settle != nil {
+				if err := db.commitChange(tx, e, &c); err != nil {
+					return err
+				}
+				continue
+			}
 			for _, r := range e.records() {
-				if err := recs.Put(u64(r.seq), db.encodeRecord(r.kind, e.At, r.payload)); err != nil {
+				if err := recs.Put(u64(r.seq), db.encodeRecord(r.kind, r.at, r.payload)); err != nil {
 					return err
 				}
-				if err := db.putState(tx, r.seq, e.At, states[r.seq], &c); err != nil {
+				if err := db.putState(tx, r.seq, r.at, states[r.seq], &c); err != nil {
 					return err
 				}
-				if err := addDay(days, e.At, r.seq); err != nil {
+				if err := addDay(days, r.at, r.seq); err != nil {
+					return err
+				}
+			}
+			for _, seq := range e.Unsynced {
+				if err := unsynced.Put(u64(seq), present); err != nil {
 					return err
 				}
 			}

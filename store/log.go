@@ -157,7 +157,7 @@ func (db *DB) logPage(after, last uint64, in func(time.Time) bool) (page []LogEn
 			if r.seq <= seen || r.seq > last || n >= logPageSize {
 				continue
 			}
-			if err := add(r.seq, r.kind, e.time(), r.payload); err != nil {
+			if err := add(r.seq, r.kind, r.time(), r.payload); err != nil {
 				return page, seen, err
 			}
 		}

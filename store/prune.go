@@ -62,8 +62,12 @@ func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err e
 			}
 			del = append(del, append([]byte(nil), k...))
 		}
+		unsynced := tx.Bucket(bUnsynced)
 		for _, k := range del {
 			if err := recs.Delete(k[8:]); err != nil {
+				return err
+			}
+			if err := unsynced.Delete(k[8:]); err != nil {
 				return err
 			}
 			if err := doneIdx.Delete(k); err != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -25,27 +26,41 @@ type entry struct {
 	Open       *punch.Open     `json:"open,omitempty"`
 	ShiftSeq   uint64          `json:"ss,omitempty"`
 	Shift      json.RawMessage `json:"sh,omitempty"`
-}
+	// Unsynced lists the seqs of its records stamped on an unsynced
+	// clock and neither amended nor settled yet (amend.go).
+	Unsynced []uint64 `json:"uns,omitempty"`
+	// EventAt and ShiftAt are a record's time once amended while
+	// pending (unix ms); 0: At.
+	EventAt int64 `json:"eat,omitempty"`
+	ShiftAt int64 `json:"sat,omitempty"`
 
-func (e *entry) time() time.Time { return time.UnixMilli(e.At) }
+	// An entry of one of these forms records no punch but a change to
+	// earlier records (amend.go). An agent that knows neither reads it
+	// as an entry with nothing in it, and ignores it.
+	Amend  *amendment `json:"amend,omitempty"`
+	Settle []uint64   `json:"settle,omitempty"`
+}
 
 // recRef is one record of an entry.
 type recRef struct {
 	seq     uint64
 	kind    byte
+	at      int64 // unix ms
 	payload []byte
 }
 
 func (e *entry) records() []recRef {
 	var rs []recRef
 	if e.EventSeq != 0 {
-		rs = append(rs, recRef{e.EventSeq, KindEvent, e.Event})
+		rs = append(rs, recRef{e.EventSeq, KindEvent, cmp.Or(e.EventAt, e.At), e.Event})
 	}
 	if e.Shift != nil {
-		rs = append(rs, recRef{e.ShiftSeq, KindShift, e.Shift})
+		rs = append(rs, recRef{e.ShiftSeq, KindShift, cmp.Or(e.ShiftAt, e.At), e.Shift})
 	}
 	return rs
 }
+
+func (r recRef) time() time.Time { return time.UnixMilli(r.at) }
 
 // A stored record, in bucket rec under its seq:
 //

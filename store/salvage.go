@@ -255,7 +255,7 @@ func copyBucket(src, dst *bolt.Bucket) error {
 // not be salvaged is dropped (the alarm says what could not be read).
 func recount(tx *bolt.Tx, requeue bool) (int, error) {
 	recs, unsent, unconf, dead := tx.Bucket(bRec), tx.Bucket(bUnsent), tx.Bucket(bUnconf), tx.Bucket(bDead)
-	for _, b := range []*bolt.Bucket{unsent, unconf, dead} {
+	for _, b := range []*bolt.Bucket{unsent, unconf, dead, tx.Bucket(bUnsynced)} {
 		var lost [][]byte
 		b.ForEach(func(k, _ []byte) error {
 			if recs.Get(k) == nil {

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,7 +83,11 @@ var (
 	bDay     = []byte("day")     // "YYYY-MM-DD" (UTC) -> u64 first seq + u64 last seq
 	bIDs     = []byte("ids")     // foreign record id (salvaged) -> u64 seq
 	bReaders = []byte("readers") // reader name -> JSON ReaderState
-	buckets  = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs, bReaders}
+	// bUnsynced: seq -> nothing: a record stamped on an unsynced clock,
+	// neither amended nor settled yet (amend.go). A database written
+	// before it gets it empty at Open: no layout change.
+	bUnsynced = []byte("unsynced")
+	buckets   = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs, bReaders, bUnsynced}
 )
 
 // present is the value of a key that only says its record is in a state
@@ -237,6 +242,10 @@ type DB struct {
 	journalDamage []journalDamage
 	journalAlarm  string
 	closed        bool
+	// shut is closed for those that must not take writeMu to read it:
+	// Amend and Settle hold applyMu, which Close takes before writeMu
+	// (and Append without a journal after it).
+	shut atomic.Bool
 
 	// rosterMu serialises ReplaceRoster (it writes in several
 	// transactions).
@@ -421,7 +430,7 @@ func (db *DB) open(dir string) error {
 			unreadable = append(unreadable, fmt.Sprintf("journal record %d: %v", r.seq, err))
 			continue
 		}
-		db.stage(batch)
+		db.replay(batch)
 	}
 	db.journalSeq = max(db.journalSeq, jst.Last)
 	db.journalDamage = jst.Damage
@@ -532,15 +541,19 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
+	db.shut.Store(true)
 	close(db.quit)
 	db.writeMu.Unlock()
 	db.wg.Wait() // the applier
 
+	// In lock order: an Amend holds applyMu while it journals.
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	var err error
 	if !db.opts.ReadOnly {
-		err = db.applyAll()
+		err = db.applyAllLocked()
 		if err == nil {
 			err = db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kClean, u64(1)) })
 		}
@@ -686,7 +699,7 @@ func (db *DB) Status() (Status, error) {
 				s.Unconfirmed++
 				if s.OldestUnconfirmed.IsZero() {
 					// Pending records are newer than those in bbolt.
-					s.OldestUnconfirmed = e.time()
+					s.OldestUnconfirmed = r.time()
 				}
 			}
 		}

@@ -95,7 +95,7 @@ func checkIndexes(tx *bolt.Tx) error {
 			return fmt.Errorf("record %x: done %v, in the done index %v", k, isDone, doneIdx[k])
 		}
 	}
-	for _, m := range []map[string]bool{unsent, unconf, dead, doneIdx} {
+	for _, m := range []map[string]bool{unsent, unconf, dead, doneIdx, keys(bUnsynced)} {
 		for k := range m {
 			if !recs[k] {
 				return fmt.Errorf("a state names record %x, which is not stored", k)

@@ -499,11 +499,53 @@ func TestOpenEntryAlone(t *testing.T) {
 	})
 }
 
-// BenchmarkAmend measures one Amend, with fdatasync: of a pending record
-// (a journal record) and of one in bbolt (a bbolt commit).
+// AmendAll amends records in bbolt and pending ones in one call; with an
+// unknown id among them it amends none.
+func TestAmendAll(t *testing.T) {
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", ApplyDelay: time.Hour})
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	recordClock(t, db, "E101", boot.Add(time.Minute), false)
+	applyNow(t, db)
+	recordClock(t, db, "E100", boot.Add(2*time.Minute), false) // pending
+	before := unsyncedOf(t, db)
+	var as []Amendment
+	for _, r := range before {
+		p, at := corrected(t, r.Kind, r.Payload)
+		as = append(as, Amendment{ID: r.ID, Payload: p, At: at})
+	}
+	bad := db.recordID(KindEvent, 3)
+	withBad := append(slices.Clone(as), Amendment{ID: bad, Payload: []byte(`{"id":"` + bad + `"}`), At: synced})
+	for _, order := range [][]Amendment{withBad, append(withBad[2:], withBad[:2]...)} {
+		if err := db.AmendAll(order); !errors.Is(err, ErrUnknownID) {
+			t.Fatalf("amend with an unknown id: %v", err)
+		}
+		if after := unsyncedOf(t, db); len(after) != 2 || !bytes.Equal(after[0].Payload, before[0].Payload) || !bytes.Equal(after[1].Payload, before[1].Payload) {
+			t.Fatalf("a failed AmendAll changed records: %+v", after)
+		}
+	}
+	if err := db.AmendAll(as); err != nil {
+		t.Fatal(err)
+	}
+	if after := unsyncedOf(t, db); len(after) != 0 {
+		t.Fatalf("unsynced after AmendAll: %+v", after)
+	}
+	rows := peekAll(t, db)
+	if len(rows) != 2 || !bytes.Equal(rows[0].Payload, as[0].Payload) || !bytes.Equal(rows[1].Payload, as[1].Payload) {
+		t.Fatalf("outbox after AmendAll: %+v", rows)
+	}
+}
+
+// BenchmarkAmend measures one Amend, with fdatasync, and the bytes it
+// writes: of a pending record (a journal record, as a punch) and of one in
+// bbolt (a bbolt commit, made without holding up punches); and AmendAll of
+// b.N records, per record.
 func BenchmarkAmend(b *testing.B) {
-	for _, applied := range []bool{false, true} {
-		b.Run(fmt.Sprintf("applied=%v", applied), func(b *testing.B) {
+	for _, v := range []struct{ applied, all bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		applied, all := v.applied, v.all
+		name := map[bool]string{false: "Amend", true: "AmendAll"}[all]
+		b.Run(fmt.Sprintf("%s/applied=%v", name, applied), func(b *testing.B) {
 			db, err := Open(b.TempDir(), Options{DeviceID: "door-1", ApplyDelay: time.Hour, MaxPending: 1 << 20, MaxUnapplied: 1 << 20})
 			if err != nil {
 				b.Fatal(err)
@@ -535,12 +577,25 @@ func BenchmarkAmend(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			w0 := procWriteBytes(b)
 			b.ResetTimer()
-			for i := range b.N {
-				if err := db.Amend(recs[i].id, recs[i].p, synced); err != nil {
+			if all {
+				var as []Amendment
+				for _, r := range recs {
+					as = append(as, Amendment{ID: r.id, Payload: r.p, At: synced})
+				}
+				if err := db.AmendAll(as); err != nil {
 					b.Fatal(err)
 				}
+			} else {
+				for i := range b.N {
+					if err := db.Amend(recs[i].id, recs[i].p, synced); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
+			b.StopTimer()
+			b.ReportMetric(float64(procWriteBytes(b)-w0)/float64(b.N), "B-written/op")
 		})
 	}
 }

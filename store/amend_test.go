@@ -537,6 +537,65 @@ func TestAmendAll(t *testing.T) {
 	}
 }
 
+// A record delivered before the clock synced has a time of 1970, past
+// any retention horizon: pruning keeps it while it is in the unsynced
+// index, and prunes it by its corrected time once amended, or at once
+// once settled.
+func TestPruneKeepsUnsynced(t *testing.T) {
+	now := synced.Add(time.Hour)
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", Now: func() time.Time { return now }})
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	a := recordClock(t, db, "E100", boot.Add(time.Minute), false)
+	b := recordClock(t, db, "E101", boot.Add(2*time.Minute), false)
+	rows := peekAll(t, db)
+	if err := db.Sent([]uint64{rows[0].Seq, rows[1].Seq}, now); err != nil {
+		t.Fatal(err)
+	}
+	applyNow(t, db)
+	if n, err := db.Prune(now); err != nil || n != 0 {
+		t.Fatalf("pruned %d (%v) records waiting to be re-dated", n, err)
+	}
+	p, at := corrected(t, KindEvent, rows[0].Payload)
+	if err := db.Amend(a.Event.ID, p, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Settle([]string{b.Event.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sent([]uint64{rows[0].Seq}, now); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Prune(now); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want the settled record", n, err)
+	}
+	if log := logOf(t, db, at.Truncate(24*time.Hour)); len(log) != 1 || !log[a.Event.ID].Equal(at) {
+		t.Fatalf("log = %v, want the amended record kept", log)
+	}
+}
+
+// A database salvaged in its own layout keeps its unsynced index.
+func TestSalvageKeepsUnsynced(t *testing.T) {
+	dir := t.TempDir()
+	db := openWith(t, dir, Options{DeviceID: "door-1"})
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	in := recordClock(t, db, "E101", boot.Add(time.Minute), false)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := dir + "/" + FileName
+	if _, err := salvage(dir, path, "door-1", errors.New("test"), synced); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, dir)
+	if rs := unsyncedOf(t, db); len(rs) != 1 || rs[0].ID != in.Event.ID {
+		t.Fatalf("unsynced after salvage = %+v", rs)
+	}
+}
+
 // BenchmarkAmend measures one Amend, with fdatasync, and the bytes it
 // writes: of a pending record (a journal record, as a punch) and of one in
 // bbolt (a bbolt commit, made without holding up punches); and AmendAll of

@@ -29,7 +29,11 @@ import (
 // punch is, and changed in memory; the applier then writes the amended
 // record. A record in bbolt is amended by one bbolt transaction, made
 // while holding applyMu but not writeMu: punches go on being journaled
-// meanwhile (measured in TestAmendCost).
+// meanwhile. Journaling those too would need every reader of bbolt (the
+// outbox, the log, the status counters, dead letters) to lay pending
+// amendments over what it reads; a bbolt transaction keeps them as they
+// are, for a cost paid once per boot that started unsynced, and AmendAll
+// pays it once for all of a boot's records (BenchmarkAmend).
 
 // Record is one stored event or shift.
 type Record struct {

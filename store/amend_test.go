@@ -499,11 +499,112 @@ func TestOpenEntryAlone(t *testing.T) {
 	})
 }
 
-// BenchmarkAmend measures one Amend, with fdatasync: of a pending record
-// (a journal record) and of one in bbolt (a bbolt commit).
+// AmendAll amends records in bbolt and pending ones in one call; with an
+// unknown id among them it amends none.
+func TestAmendAll(t *testing.T) {
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", ApplyDelay: time.Hour})
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	recordClock(t, db, "E101", boot.Add(time.Minute), false)
+	applyNow(t, db)
+	recordClock(t, db, "E100", boot.Add(2*time.Minute), false) // pending
+	before := unsyncedOf(t, db)
+	var as []Amendment
+	for _, r := range before {
+		p, at := corrected(t, r.Kind, r.Payload)
+		as = append(as, Amendment{ID: r.ID, Payload: p, At: at})
+	}
+	bad := db.recordID(KindEvent, 3)
+	withBad := append(slices.Clone(as), Amendment{ID: bad, Payload: []byte(`{"id":"` + bad + `"}`), At: synced})
+	for _, order := range [][]Amendment{withBad, append(withBad[2:], withBad[:2]...)} {
+		if err := db.AmendAll(order); !errors.Is(err, ErrUnknownID) {
+			t.Fatalf("amend with an unknown id: %v", err)
+		}
+		if after := unsyncedOf(t, db); len(after) != 2 || !bytes.Equal(after[0].Payload, before[0].Payload) || !bytes.Equal(after[1].Payload, before[1].Payload) {
+			t.Fatalf("a failed AmendAll changed records: %+v", after)
+		}
+	}
+	if err := db.AmendAll(as); err != nil {
+		t.Fatal(err)
+	}
+	if after := unsyncedOf(t, db); len(after) != 0 {
+		t.Fatalf("unsynced after AmendAll: %+v", after)
+	}
+	rows := peekAll(t, db)
+	if len(rows) != 2 || !bytes.Equal(rows[0].Payload, as[0].Payload) || !bytes.Equal(rows[1].Payload, as[1].Payload) {
+		t.Fatalf("outbox after AmendAll: %+v", rows)
+	}
+}
+
+// A record delivered before the clock synced has a time of 1970, past
+// any retention horizon: pruning keeps it while it is in the unsynced
+// index, and prunes it by its corrected time once amended, or at once
+// once settled.
+func TestPruneKeepsUnsynced(t *testing.T) {
+	now := synced.Add(time.Hour)
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", Now: func() time.Time { return now }})
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	a := recordClock(t, db, "E100", boot.Add(time.Minute), false)
+	b := recordClock(t, db, "E101", boot.Add(2*time.Minute), false)
+	rows := peekAll(t, db)
+	if err := db.Sent([]uint64{rows[0].Seq, rows[1].Seq}, now); err != nil {
+		t.Fatal(err)
+	}
+	applyNow(t, db)
+	if n, err := db.Prune(now); err != nil || n != 0 {
+		t.Fatalf("pruned %d (%v) records waiting to be re-dated", n, err)
+	}
+	p, at := corrected(t, KindEvent, rows[0].Payload)
+	if err := db.Amend(a.Event.ID, p, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Settle([]string{b.Event.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sent([]uint64{rows[0].Seq}, now); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Prune(now); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want the settled record", n, err)
+	}
+	if log := logOf(t, db, at.Truncate(24*time.Hour)); len(log) != 1 || !log[a.Event.ID].Equal(at) {
+		t.Fatalf("log = %v, want the amended record kept", log)
+	}
+}
+
+// A database salvaged in its own layout keeps its unsynced index.
+func TestSalvageKeepsUnsynced(t *testing.T) {
+	dir := t.TempDir()
+	db := openWith(t, dir, Options{DeviceID: "door-1"})
+	if err := db.ReplaceRoster(loadRoster(t)); err != nil {
+		t.Fatal(err)
+	}
+	in := recordClock(t, db, "E101", boot.Add(time.Minute), false)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := dir + "/" + FileName
+	if _, err := salvage(dir, path, "door-1", errors.New("test"), synced); err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, dir)
+	if rs := unsyncedOf(t, db); len(rs) != 1 || rs[0].ID != in.Event.ID {
+		t.Fatalf("unsynced after salvage = %+v", rs)
+	}
+}
+
+// BenchmarkAmend measures one Amend, with fdatasync, and the bytes it
+// writes: of a pending record (a journal record, as a punch) and of one in
+// bbolt (a bbolt commit, made without holding up punches); and AmendAll of
+// b.N records, per record.
 func BenchmarkAmend(b *testing.B) {
-	for _, applied := range []bool{false, true} {
-		b.Run(fmt.Sprintf("applied=%v", applied), func(b *testing.B) {
+	for _, v := range []struct{ applied, all bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		applied, all := v.applied, v.all
+		name := map[bool]string{false: "Amend", true: "AmendAll"}[all]
+		b.Run(fmt.Sprintf("%s/applied=%v", name, applied), func(b *testing.B) {
 			db, err := Open(b.TempDir(), Options{DeviceID: "door-1", ApplyDelay: time.Hour, MaxPending: 1 << 20, MaxUnapplied: 1 << 20})
 			if err != nil {
 				b.Fatal(err)
@@ -535,12 +636,25 @@ func BenchmarkAmend(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			w0 := procWriteBytes(b)
 			b.ResetTimer()
-			for i := range b.N {
-				if err := db.Amend(recs[i].id, recs[i].p, synced); err != nil {
+			if all {
+				var as []Amendment
+				for _, r := range recs {
+					as = append(as, Amendment{ID: r.id, Payload: r.p, At: synced})
+				}
+				if err := db.AmendAll(as); err != nil {
 					b.Fatal(err)
 				}
+			} else {
+				for i := range b.N {
+					if err := db.Amend(recs[i].id, recs[i].p, synced); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
+			b.StopTimer()
+			b.ReportMetric(float64(procWriteBytes(b)-w0)/float64(b.N), "B-written/op")
 		})
 	}
 }

@@ -19,7 +19,9 @@ const pruneBatch = 5000
 // day index entries before it. Under space pressure (over 80 % of
 // MaxDataBytes) it also deletes the oldest done records within the
 // horizon, until the store is under 75 %. Unsent, unconfirmed and dead
-// records are never deleted. It returns how many records it deleted.
+// records are never deleted, nor records in the unsynced index (amend.go:
+// their time is the unsynced clock's until they are re-dated). It returns
+// how many records it deleted.
 func (db *DB) Prune(now time.Time) (int, error) {
 	if db.opts.ReadOnly {
 		return 0, ErrReadOnly
@@ -53,21 +55,22 @@ func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err e
 		// Space freed by the step before counts now, in a new
 		// transaction: squeeze from 80 % down to 75 %.
 		*squeezing = db.pressure(tx, 80) || *squeezing && db.pressure(tx, 75)
-		recs, doneIdx := tx.Bucket(bRec), tx.Bucket(bDone)
+		recs, doneIdx, unsynced := tx.Bucket(bRec), tx.Bucket(bDone), tx.Bucket(bUnsynced)
 		var del [][]byte
 		c := doneIdx.Cursor()
 		for k, _ := c.First(); len(k) == 16 && len(del) < pruneBatch; k, _ = c.Next() {
 			if !*squeezing && int64(binary.BigEndian.Uint64(k)) >= horizon {
 				break
 			}
+			if unsynced.Get(k[8:]) != nil {
+				// Delivered under a time of the unsynced clock
+				// (1970, often): kept until re-dated or settled.
+				continue
+			}
 			del = append(del, append([]byte(nil), k...))
 		}
-		unsynced := tx.Bucket(bUnsynced)
 		for _, k := range del {
 			if err := recs.Delete(k[8:]); err != nil {
-				return err
-			}
-			if err := unsynced.Delete(k[8:]); err != nil {
 				return err
 			}
 			if err := doneIdx.Delete(k); err != nil {

@@ -11,6 +11,14 @@
 // which a replay makes unsent again. Done records are pruned after the
 // retention horizon (or earlier, oldest first, under space pressure);
 // unsent, unconfirmed and dead records are never evicted.
+//
+// A punch stamped before the system clock synced (punch.Outcome.Unsynced)
+// has its records listed in the unsynced index until they are re-dated
+// or given up on (amend.go): Unsynced lists them, Amend and AmendAll
+// replace a record's payload and time under the same id and make it due
+// again (a consumer gets the corrected record under the id it already
+// has), and Settle drops records of an earlier boot, which can never be
+// re-dated, from the index. Records in the index are not pruned.
 package store
 
 import (

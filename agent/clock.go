@@ -99,12 +99,20 @@ func (a *Agent) clockSynced() {
 		}
 		a.applyOpen(changed)
 	}
+	// The records before the reference: a crash before it is stored
+	// re-dates the rest at the next start (a re-dated record has left
+	// the index).
+	n, err := a.redate(ref)
+	if err != nil {
+		a.log.Error("records taken before the clock synced not re-dated; tried again", "err", err)
+		return
+	}
 	if err := a.db.SetClockRef(ref); err != nil {
 		a.log.Error("clock reference not stored", "err", err)
 		return
 	}
 	a.clockRef = true
-	a.log.Info("system clock synced", "at", ref.Wall.Format(time.RFC3339), "entries_redated", len(outs))
+	a.log.Info("system clock synced", "at", ref.Wall.Format(time.RFC3339), "entries_redated", len(outs), "records_redated", n)
 }
 
 // without returns flags without f.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
@@ -88,6 +89,22 @@ func TestAgentClockSyncsMidShift(t *testing.T) {
 	}
 	if ev := h.last(t); slices.Contains(ev.Flags, punch.FlagClockUnsynced) || ev.Clock != nil {
 		t.Fatalf("a punch after the sync: %+v", ev)
+	}
+	// The 1970 punch is due to be published again under its id, re-dated.
+	rows, err := h.a.DB().Peek(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var redated *punch.Event
+	for _, r := range rows {
+		var e punch.Event
+		if json.Unmarshal(r.Payload, &e) == nil && e.ID == ev.ID {
+			redated = &e
+		}
+	}
+	if redated == nil || !redated.At.Equal(time.Date(2026, 3, 2, 8, 0, 40, 0, time.UTC)) || redated.Clock != nil ||
+		!slices.Contains(redated.Flags, punch.FlagClockCorrected) || slices.Contains(redated.Flags, punch.FlagClockUnsynced) {
+		t.Fatalf("the 1970 punch in the outbox: %+v", redated)
 	}
 	// Eight hours later A1 leaves: a real shift, not one of 56 years.
 	ft.advance(8 * time.Hour)

@@ -45,7 +45,8 @@ func readerSite(dir string, s samples.Sample) (*config.Config, error) {
 	if err := os.WriteFile(filepath.Join(dir, "roster.json"), []byte(roster), 0o640); err != nil {
 		return nil, err
 	}
-	text := fmt.Sprintf("device_id = %q\ndata_dir = %q\ntimezone = %q\nroster_file = %q\n",
+	// As on a Pi whose clock NTP has set.
+	text := fmt.Sprintf("device_id = %q\ndata_dir = %q\ntimezone = %q\nroster_file = %q\n[clock]\nsource = \"trusted\"\n",
 		deviceID, filepath.Join(dir, "data"), timezone, filepath.Join(dir, "roster.json")) +
 		samples.SampleConfig(dir, []samples.Sample{s}, benchRepeatWindow)
 	path := filepath.Join(dir, "punchclock.toml")

@@ -596,6 +596,80 @@ func TestSalvageKeepsUnsynced(t *testing.T) {
 	}
 }
 
+// Amendments made while punches are recorded and the applier commits
+// them (every few punches): each amended record ends up with its amended
+// payload, in bbolt after a restart, and no record is left in the index.
+func TestAmendWhileRecording(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{DeviceID: "door-1", ApplyDelay: time.Millisecond, MaxPending: 4, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emp := roster.Employee{ID: "E1", Credentials: []roster.Credential{{Type: "card", Value: "01"}}}
+	const punches = 300
+	done := make(chan error, 1)
+	go func() {
+		for i := range punches {
+			at := boot.Add(time.Duration(i) * time.Second)
+			out := punch.Decide(punch.Input{Reader: "front", Mode: punch.ModeIn, CredType: "card", At: at,
+				Stamp: clock.Stamp{Wall: at, Mono: at.Sub(boot), Boot: "b1"}, TimeUnknown: true, Employee: &emp})
+			out.NewOpen = nil // events only: no pairing
+			if err := db.Append([]*punch.Outcome{&out}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	want := map[string][]byte{}
+	finished := false
+	for !finished || len(want) < punches {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished = true
+		default:
+		}
+		var as []Amendment
+		for _, r := range unsyncedOf(t, db) {
+			p, at := corrected(t, r.Kind, r.Payload)
+			as = append(as, Amendment{ID: r.ID, Payload: p, At: at})
+			want[r.ID] = p
+		}
+		// Both paths: one at a time, and all together.
+		if len(as)%2 == 0 {
+			if err := db.AmendAll(as); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		for _, a := range as {
+			if err := db.Amend(a.ID, a.Payload, a.At); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openWith(t, dir, Options{DeviceID: "door-1"})
+	rows, err := db.Peek(0, 2*punches)
+	if err != nil || len(rows) != punches {
+		t.Fatalf("%d rows (%v), want %d", len(rows), err, punches)
+	}
+	for _, r := range rows {
+		id := db.recordID(r.Kind, r.Seq)
+		if !bytes.Equal(r.Payload, want[id]) {
+			t.Fatalf("%s = %s, want %s", id, r.Payload, want[id])
+		}
+	}
+	if rs := unsyncedOf(t, db); len(rs) != 0 {
+		t.Fatalf("%d left in the index", len(rs))
+	}
+}
+
 // BenchmarkAmend measures one Amend, with fdatasync, and the bytes it
 // writes: of a pending record (a journal record, as a punch) and of one in
 // bbolt (a bbolt commit, made without holding up punches); and AmendAll of

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -596,11 +597,22 @@ func (a *Agent) closeExpired(now time.Time) {
 	idx := a.idx.Load()
 	var outs []*punch.Outcome
 	changed := map[string]*punch.Open{}
+	var expired []string
 	for emp, o := range a.open {
-		if !punch.Expired(o, now, a.policy) {
-			continue
+		if punch.Expired(o, now, a.policy) {
+			expired = append(expired, emp)
 		}
-		out := punch.AutoClose(o, idx.Employee(emp), a.policy, idx.Version(), a.cfg.Location)
+	}
+	// In the order of their entries (then of the ids), so that the
+	// shifts' ids do not depend on a map's order.
+	slices.SortFunc(expired, func(x, y string) int {
+		if c := a.open[x].At.Compare(a.open[y].At); c != 0 {
+			return c
+		}
+		return strings.Compare(x, y)
+	})
+	for _, emp := range expired {
+		out := punch.AutoClose(a.open[emp], idx.Employee(emp), a.policy, idx.Version(), a.cfg.Location)
 		outs = append(outs, &out)
 		changed[emp] = nil
 	}

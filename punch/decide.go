@@ -414,8 +414,12 @@ func newShift(in Input, o *Open) *Shift {
 	} else {
 		sh.EmployeeID, sh.PayrollNo, sh.Department = o.Employee, o.PayrollNo, o.Department
 	}
+	// no_payroll_no says what the shift carries, not what the entry
+	// did: the roster may have given the number since.
 	if sh.PayrollNo == "" {
 		sh.Flags = union(sh.Flags, []string{FlagNoPayrollNo})
+	} else {
+		sh.Flags = without(sh.Flags, FlagNoPayrollNo)
 	}
 	return sh
 }

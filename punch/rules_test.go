@@ -314,3 +314,18 @@ func TestShiftClock(t *testing.T) {
 		t.Fatalf("unsynced entry: %+v", out)
 	}
 }
+
+// A shift is flagged no_payroll_no for what it carries: the roster may
+// have given the number between entry and exit, or taken it away.
+func TestShiftPayrollFlag(t *testing.T) {
+	o := &Open{EventID: "e1", At: at(8, 0), Reader: "front", Flags: []string{FlagNoPayrollNo}}
+	sh := Decide(Input{Reader: "front", Employee: anna, At: at(16, 0), ClockSynced: true, Open: o}).Shift
+	if sh.PayrollNo != "1001" || slices.Contains(sh.Flags, FlagNoPayrollNo) {
+		t.Errorf("number given by the exit: %+v", sh)
+	}
+	o.Flags = nil
+	sh = Decide(Input{Reader: "front", Employee: &roster.Employee{ID: "E100"}, At: at(16, 0), ClockSynced: true, Open: o}).Shift
+	if sh.PayrollNo != "" || !slices.Contains(sh.Flags, FlagNoPayrollNo) {
+		t.Errorf("number taken by the exit: %+v", sh)
+	}
+}

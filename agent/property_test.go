@@ -520,8 +520,10 @@ func TestProperty(t *testing.T) {
 		}
 		straight := runPropCase(t, filepath.Join(dir, "straight"), c, false)
 		checkPropRun(t, "straight", c, straight)
+		checkPropModel(t, "straight", c, straight)
 		withRestarts := runPropCase(t, filepath.Join(dir, "restarts"), c, true)
 		checkPropRun(t, "restarts", c, withRestarts)
+		checkPropModel(t, "restarts", c, withRestarts)
 		compareRuns(t, straight, withRestarts)
 	})
 }
@@ -549,21 +551,24 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		events[ev.ID] = ev
 	}
 	// 1. Durations are >= 0, no shift's out is before its in, and the
-	// duration is the real time between them.
+	// duration is the real time between them. An exit taken before its
+	// entry (the clock stepped back during the shift) closes a shift of
+	// no length, flagged clock_unsynced: out is its in, as no time is
+	// made up.
 	for _, sh := range r.shifts {
-		if sh.Out.Before(sh.In) && !*propStrict {
+		if out := events[sh.OutEvent]; out != nil && out.At.Before(sh.In) {
+			in, back := r.epoch[sh.InEvent], r.epoch[sh.OutEvent]
 			// A known bug (the report of this test): punch.pair
-			// keeps the exit's time as out when the clock stepped
-			// back during the shift, and only clamps duration_s to
-			// 0 and flags clock_unsynced. Until it is fixed, such a
-			// shift must at least be that: flagged, of no duration,
-			// and closed by an exit taken after a step back.
-			in, out := r.epoch[sh.InEvent], r.epoch[sh.OutEvent]
-			if sh.DurationS != 0 || !slices.Contains(sh.Flags, punch.FlagClockUnsynced) || sh.OutEvent == "" || out <= in {
-				fail("shift %s of %s: out %v before in %v, duration_s %d, flags %v, clock steps back %d to %d",
-					sh.ID, sh.EmployeeID, sh.Out, sh.In, sh.DurationS, sh.Flags, in, out)
+			// keeps the exit's time as out, before the in, and
+			// only clamps duration_s to 0. Allowed until fixed.
+			bug := !*propStrict && sh.Out.Equal(out.At)
+			if !sh.Out.Equal(sh.In) && !bug || sh.DurationS != 0 || !slices.Contains(sh.Flags, punch.FlagClockUnsynced) || back <= in {
+				fail("shift %s of %s: exit at %v before the entry at %v: out %v, duration_s %d, flags %v, clock steps back %d to %d",
+					sh.ID, sh.EmployeeID, out.At, sh.In, sh.Out, sh.DurationS, sh.Flags, in, back)
 			}
-			continue
+			if bug {
+				continue
+			}
 		}
 		if sh.DurationS < 0 || sh.Out.Before(sh.In) {
 			fail("shift %s of %s: in %v, out %v, duration_s %d", sh.ID, sh.EmployeeID, sh.In, sh.Out, sh.DurationS)
@@ -601,7 +606,14 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		if b, ok := r.shown[sh.OutEvent]; ok && (sh.RosterVersion != b.version || sh.PayrollNo != b.payroll) {
 			fail("shift %s: roster version %d, payroll number %q; at its exit %d, %q", sh.ID, sh.RosterVersion, sh.PayrollNo, b.version, b.payroll)
 		}
-		if noPayroll := slices.Contains(sh.Flags, punch.FlagNoPayrollNo); noPayroll != (sh.PayrollNo == "") {
+		noPayroll := slices.Contains(sh.Flags, punch.FlagNoPayrollNo)
+		// A known bug (the report of this test): a shift keeps the
+		// no_payroll_no flag of its entry although the roster gave
+		// the person a payroll number by the exit, and the shift
+		// carries it. Allowed until fixed.
+		in := events[sh.InEvent]
+		bug := !*propStrict && noPayroll && sh.PayrollNo != "" && in != nil && slices.Contains(in.Flags, punch.FlagNoPayrollNo)
+		if noPayroll != (sh.PayrollNo == "") && !bug {
 			fail("shift %s with payroll number %q: flags %v", sh.ID, sh.PayrollNo, sh.Flags)
 		}
 	}
@@ -682,7 +694,7 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		outOf[sh.OutEvent]++
 		out := events[sh.OutEvent]
 		if out == nil || out.EmployeeID != sh.EmployeeID || out.Direction != punch.Out || out.Decision != punch.Accepted ||
-			!out.At.Equal(sh.Out) || out.Reader != sh.OutReader {
+			!(out.At.Equal(sh.Out) || out.At.Before(sh.In) && sh.Out.Equal(sh.In)) || out.Reader != sh.OutReader {
 			fail("shift %s of %s: out_event %q is %+v", sh.ID, sh.EmployeeID, sh.OutEvent, out)
 		}
 	}
@@ -806,4 +818,122 @@ func mustJSON(v any) string {
 		panic(err) // records marshal: the store stored them so
 	}
 	return string(b)
+}
+
+// propModelShift is a shift as the model of pairing makes it.
+type propModelShift struct {
+	in, out time.Time
+	flag    string // "", punch.FlagMissingOut or punch.FlagAutoClosed
+}
+
+// checkPropModel checks each decision, the shifts of each employee and
+// the open entries against a model of the pairing rules of issue 13,
+// written from the issue rather than from punch.Decide: a reader's
+// direction (toggle, in, out; a door pairs nothing), double_in and
+// double_out by policy, min_shift, and max_shift closing an entry at in +
+// max_shift before its person's next punch (at any reader) and at every
+// restart.
+func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
+	now := c.Start
+	open := map[string]time.Time{}
+	shifts := map[string][]propModelShift{}
+	expire := func(emp string, at time.Time) {
+		if in, ok := open[emp]; ok && !at.Before(in.Add(c.MaxShift)) {
+			shifts[emp] = append(shifts[emp], propModelShift{in, in.Add(c.MaxShift), punch.FlagAutoClosed})
+			delete(open, emp)
+		}
+	}
+	badge := 0
+	for i, a := range c.Actions {
+		switch a.Kind {
+		case actAdvance, actJump:
+			now = now.Add(a.D)
+		case actRestart:
+			for emp := range open {
+				expire(emp, now)
+			}
+		case actBadge:
+			emp := propEmployees[a.Emp]
+			expire(emp, now)
+			in, isOpen := open[emp]
+			var dir, decision, reason string
+			missingIn := false
+			switch a.Reader {
+			case "door":
+				decision = punch.Accepted
+			case "in":
+				dir = punch.In
+			case "out":
+				dir = punch.Out
+			default: // tog, both: toggle
+				dir = punch.In
+				if isOpen {
+					dir = punch.Out
+				}
+			}
+			switch {
+			case dir == "":
+			case dir == punch.In && isOpen && c.DoubleIn == config.PolicyDeny:
+				decision, reason = punch.Denied, punch.ReasonDoubleIn
+			case dir == punch.In && isOpen:
+				decision = punch.Accepted
+				shifts[emp] = append(shifts[emp], propModelShift{in, in, punch.FlagMissingOut})
+				open[emp] = now
+			case dir == punch.In:
+				decision = punch.Accepted
+				open[emp] = now
+			case !isOpen && c.DoubleOut == config.PolicyDeny:
+				decision, reason = punch.Denied, punch.ReasonDoubleOut
+			case !isOpen:
+				decision, missingIn = punch.Accepted, true
+			case now.Sub(in) >= 0 && now.Sub(in) < c.MinShift:
+				decision, reason = punch.Denied, punch.ReasonTooSoon
+			default:
+				decision = punch.Accepted
+				out := now
+				if now.Before(in) {
+					// The clock stepped back: a shift of no
+					// length (see checkPropRun).
+					out = in
+				}
+				shifts[emp] = append(shifts[emp], propModelShift{in, out, ""})
+				delete(open, emp)
+			}
+			if badge >= len(r.events) {
+				t.Fatalf("%s: step %d (%v): no event stored", run, i, a)
+			}
+			ev := r.events[badge]
+			badge++
+			if ev.Decision != decision || ev.Reason != reason || ev.Direction != dir || slices.Contains(ev.Flags, punch.FlagMissingIn) != missingIn {
+				t.Fatalf("%s: step %d (%v) at %v: stored %s %s %q flags %v; the model says %s %s %q missing_in %v",
+					run, i, a, now, ev.Decision, ev.Direction, ev.Reason, ev.Flags, decision, dir, reason, missingIn)
+			}
+		}
+	}
+	got := map[string][]propModelShift{}
+	for _, sh := range r.shifts {
+		flag := ""
+		for _, f := range []string{punch.FlagMissingOut, punch.FlagAutoClosed} {
+			if slices.Contains(sh.Flags, f) {
+				flag = f
+			}
+		}
+		got[sh.EmployeeID] = append(got[sh.EmployeeID], propModelShift{sh.In, sh.Out, flag})
+	}
+	for _, emp := range propEmployees {
+		g, w := got[emp], shifts[emp]
+		same := func(x, y propModelShift) bool {
+			// The known bug of an exit before the entry: its out
+			// (checked in checkPropRun) is the exit's time.
+			bug := !*propStrict && x.flag == "" && y.out.Equal(y.in) && x.out.Before(x.in)
+			return x.in.Equal(y.in) && (x.out.Equal(y.out) || bug) && x.flag == y.flag
+		}
+		if !slices.EqualFunc(g, w, same) {
+			t.Fatalf("%s: shifts of %s:\n stored %v\n  model %v", run, emp, g, w)
+		}
+		o, ok := r.open[emp]
+		if in, want := open[emp]; ok != want || ok && !o.At.Equal(in) {
+			t.Fatalf("%s: open entry of %s: stored %+v; the model says %v (%v)", run, emp, o, in, want)
+		}
+	}
 }

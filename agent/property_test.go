@@ -22,22 +22,11 @@ import (
 	"github.com/punchclock/punchclock/store"
 )
 
-// The property test of issue 13: random sequences of badges, time passing,
-// wall-clock jumps, roster changes and restarts, run against the real
-// agent (real store in a temporary directory, chanReaders, an injected
-// clock), and checked against what the store kept.
-//
-// It runs propDefaultChecks cases by default, to stay fast under -race in
-// `make test`. Run it longer with
-//
-//	go test -run TestProperty -rapid.checks=2000 ./agent
-//
-// and replay a failure with the -rapid.seed or -rapid.failfile it prints.
-
-// propStrict drops the allowances this test makes for the two bugs it
+// propStrict drops the allowances this test makes for the three bugs it
 // found (a shift whose out is before its in after the clock stepped back;
-// auto-closed shifts numbered in map order): with it the test fails until
-// they are fixed. Remove the allowances then.
+// auto-closed shifts numbered in map order; a shift with a payroll number
+// flagged no_payroll_no): with it the test fails until they are fixed.
+// Remove the allowances then.
 var propStrict = flag.Bool("prop.strict", false, "property test: no allowance for the known bugs")
 
 // propDefaultChecks is the number of cases when -rapid.checks is not given.
@@ -506,6 +495,22 @@ func runPropCase(t *rapid.T, dir string, c propCase, restarts bool) *propResult 
 	return res
 }
 
+// TestProperty is the property test of issue 13: random sequences of
+// badges (at toggle, in, out, access and "both" readers), time passing,
+// wall-clock jumps, roster changes and restarts, under a pairing policy
+// drawn per case, run against the real agent (real store in a temporary
+// directory, chanReaders, an injected clock). Each case runs twice on
+// fresh data directories, without and with its restarts; each run is
+// checked against what its store kept (checkPropRun) and against a model
+// of the pairing rules (checkPropModel), and the two runs must have kept
+// the same records with the same ids (compareRuns).
+//
+// It runs propDefaultChecks cases unless -rapid.checks says otherwise, to
+// stay fast under -race in `make test`. Run it longer with
+//
+//	go test -run TestProperty ./agent -rapid.checks=2000
+//
+// and replay a failure with the -rapid.seed or -rapid.failfile it prints.
 func TestProperty(t *testing.T) {
 	setDefaultChecks(propDefaultChecks)
 	root := t.TempDir()

@@ -843,6 +843,16 @@ func mustJSON(v any) string {
 type propModelShift struct {
 	in, out time.Time
 	flag    string // "", punch.FlagMissingOut or punch.FlagAutoClosed
+	// version and payroll are the roster's at the close (the entry's
+	// payroll number when the roster dropped the person by then).
+	version int64
+	payroll string
+}
+
+// propModelOpen is an open entry in the model.
+type propModelOpen struct {
+	at      time.Time
+	payroll string // at the entry
 }
 
 // checkPropModel checks each decision, the shifts of each employee and
@@ -854,13 +864,20 @@ type propModelShift struct {
 // restart.
 func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 	now := c.Start
-	on := newPropRoster().on
-	open := map[string]time.Time{}
+	ros := newPropRoster()
+	open := map[string]propModelOpen{}
 	shifts := map[string][]propModelShift{}
-	expire := func(emp string, at time.Time) {
-		if in, ok := open[emp]; ok && !at.Before(in.Add(c.MaxShift)) {
-			shifts[emp] = append(shifts[emp], propModelShift{in, in.Add(c.MaxShift), punch.FlagAutoClosed})
-			delete(open, emp)
+	closeAs := func(e int, in propModelOpen, out time.Time, flag string) {
+		emp, payroll := propEmployees[e], in.payroll
+		if ros.on[e] {
+			payroll = ros.payroll[e]
+		}
+		shifts[emp] = append(shifts[emp], propModelShift{in.at, out, flag, ros.version, payroll})
+		delete(open, emp)
+	}
+	expire := func(e int, at time.Time) {
+		if in, ok := open[propEmployees[e]]; ok && !at.Before(in.at.Add(c.MaxShift)) {
+			closeAs(e, in, in.at.Add(c.MaxShift), punch.FlagAutoClosed)
 		}
 	}
 	badge := 0
@@ -869,10 +886,11 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 		case actAdvance, actJump:
 			now = now.Add(a.D)
 		case actRoster:
-			on[a.Emp] = a.Op != "remove"
+			ros.version++
+			ros.on[a.Emp], ros.payroll[a.Emp] = a.Op != "remove", a.Payroll
 		case actRestart:
-			for emp := range open {
-				expire(emp, now)
+			for e := range propEmployees {
+				expire(e, now)
 			}
 		case actBadge:
 			if !r.done[i] {
@@ -884,14 +902,15 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 			ev := r.events[badge]
 			badge++
 			emp := propEmployees[a.Emp]
-			if !on[a.Emp] {
+			if !ros.on[a.Emp] {
 				// Denied unknown_credential (checked in
 				// checkPropRun): the entry of a person the roster
 				// dropped is closed only by max_shift.
 				continue
 			}
-			expire(emp, now)
+			expire(a.Emp, now)
 			in, isOpen := open[emp]
+			entry := propModelOpen{now, ros.payroll[a.Emp]}
 			var dir, decision, reason string
 			missingIn := false
 			switch a.Reader {
@@ -913,27 +932,26 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 				decision, reason = punch.Denied, punch.ReasonDoubleIn
 			case dir == punch.In && isOpen:
 				decision = punch.Accepted
-				shifts[emp] = append(shifts[emp], propModelShift{in, in, punch.FlagMissingOut})
-				open[emp] = now
+				closeAs(a.Emp, in, in.at, punch.FlagMissingOut)
+				open[emp] = entry
 			case dir == punch.In:
 				decision = punch.Accepted
-				open[emp] = now
+				open[emp] = entry
 			case !isOpen && c.DoubleOut == config.PolicyDeny:
 				decision, reason = punch.Denied, punch.ReasonDoubleOut
 			case !isOpen:
 				decision, missingIn = punch.Accepted, true
-			case now.Sub(in) >= 0 && now.Sub(in) < c.MinShift:
+			case now.Sub(in.at) >= 0 && now.Sub(in.at) < c.MinShift:
 				decision, reason = punch.Denied, punch.ReasonTooSoon
 			default:
 				decision = punch.Accepted
 				out := now
-				if now.Before(in) {
+				if now.Before(in.at) {
 					// The clock stepped back: a shift of no
 					// length (see checkPropRun).
-					out = in
+					out = in.at
 				}
-				shifts[emp] = append(shifts[emp], propModelShift{in, out, ""})
-				delete(open, emp)
+				closeAs(a.Emp, in, out, "")
 			}
 			if ev.Decision != decision || ev.Reason != reason || ev.Direction != dir || slices.Contains(ev.Flags, punch.FlagMissingIn) != missingIn {
 				t.Fatalf("%s: step %d (%v) at %v: stored %s %s %q flags %v; the model says %s %s %q missing_in %v",
@@ -949,7 +967,7 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 				flag = f
 			}
 		}
-		got[sh.EmployeeID] = append(got[sh.EmployeeID], propModelShift{sh.In, sh.Out, flag})
+		got[sh.EmployeeID] = append(got[sh.EmployeeID], propModelShift{sh.In, sh.Out, flag, sh.RosterVersion, sh.PayrollNo})
 	}
 	for _, emp := range propEmployees {
 		g, w := got[emp], shifts[emp]
@@ -957,13 +975,13 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 			// The known bug of an exit before the entry: its out
 			// (checked in checkPropRun) is the exit's time.
 			bug := !*propStrict && x.flag == "" && y.out.Equal(y.in) && x.out.Before(x.in)
-			return x.in.Equal(y.in) && (x.out.Equal(y.out) || bug) && x.flag == y.flag
+			return x.in.Equal(y.in) && (x.out.Equal(y.out) || bug) && x.flag == y.flag && x.version == y.version && x.payroll == y.payroll
 		}
 		if !slices.EqualFunc(g, w, same) {
 			t.Fatalf("%s: shifts of %s:\n stored %v\n  model %v", run, emp, g, w)
 		}
 		o, ok := r.open[emp]
-		if in, want := open[emp]; ok != want || ok && !o.At.Equal(in) {
+		if in, want := open[emp]; ok != want || ok && (!o.At.Equal(in.at) || o.PayrollNo != in.payroll) {
 			t.Fatalf("%s: open entry of %s: stored %+v; the model says %v (%v)", run, emp, o, in, want)
 		}
 	}

@@ -636,6 +636,27 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 			fail("shift %s with payroll number %q: flags %v", sh.ID, sh.PayrollNo, sh.Flags)
 		}
 	}
+	// Every time carries the site's offset in force at that moment
+	// (cases cross the spring DST night in Europe/Amsterdam).
+	ams, err := time.LoadLocation("Europe/Amsterdam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsetOK := func(at time.Time) bool {
+		_, got := at.Zone()
+		_, want := at.In(ams).Zone()
+		return got == want
+	}
+	for _, ev := range r.events {
+		if !offsetOK(ev.At) {
+			fail("punch %s at %s: not the offset of Europe/Amsterdam then", ev.ID, ev.At.Format(time.RFC3339))
+		}
+	}
+	for _, sh := range r.shifts {
+		if !offsetOK(sh.In) || !offsetOK(sh.Out) {
+			fail("shift %s from %s to %s: not the offsets of Europe/Amsterdam then", sh.ID, sh.In.Format(time.RFC3339), sh.Out.Format(time.RFC3339))
+		}
+	}
 	// A punch taken before ClockFloor, and only such a punch, is flagged
 	// clock_unsynced; so is every shift that pairs one.
 	floor := c.ClockFloor

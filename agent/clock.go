@@ -27,7 +27,7 @@ func (a *Agent) setupClock() error {
 			return fmt.Errorf("agent: %w", err)
 		}
 	}
-	if r, ok := a.clk.Reference(); ok && r == ref {
+	if r, ok := a.clk.Reference(); ok && r.Boot == ref.Boot && r.Mono == ref.Mono && r.Wall.Equal(ref.Wall) {
 		a.clockRef = true // stored by an earlier run of this boot
 	}
 	if !a.clk.Now().Synced {

@@ -15,6 +15,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/flood"
 	"github.com/punchclock/punchclock/punch"
@@ -22,12 +23,6 @@ import (
 	"github.com/punchclock/punchclock/store"
 )
 
-// propStrict drops the allowances this test makes for the three bugs it
-// found (a shift whose out is before its in after the clock stepped back;
-// auto-closed shifts numbered in map order; a shift with a payroll number
-// flagged no_payroll_no): with it the test fails until they are fixed.
-// Remove the allowances then.
-var propStrict = flag.Bool("prop.strict", false, "property test: no allowance for the known bugs")
 
 // propDefaultChecks is the number of cases when -rapid.checks is not given.
 const propDefaultChecks = 40
@@ -209,10 +204,29 @@ func genPropCase(t *rapid.T) propCase {
 	return c
 }
 
-// propClock is the injected wall clock.
+// propClock is the injected clock: wall time and CLOCK_BOOTTIME. Time
+// passing moves both; a jump moves the wall clock alone. Restarts are
+// restarts of the agent within one boot: the monotonic clock goes on.
 type propClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu   sync.Mutex
+	now  time.Time
+	mono time.Duration
+	// ref is the clock's reference once it synced, given to the clock
+	// of the next start as the agent gives the stored one.
+	ref clock.Stamp
+}
+
+func (c *propClock) Mono() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
+// pass lets d of real time pass.
+func (c *propClock) pass(d time.Duration) {
+	c.mu.Lock()
+	c.now, c.mono = c.now.Add(d), c.mono+d
+	c.mu.Unlock()
 }
 
 func (c *propClock) Now() time.Time {
@@ -237,7 +251,7 @@ type propAgent struct {
 	done    chan error
 }
 
-func startPropAgent(cfg *config.Config, clock *propClock, floor time.Time) (*propAgent, error) {
+func startPropAgent(cfg *config.Config, pc *propClock, floor time.Time) (*propAgent, error) {
 	p := &propAgent{readers: map[string]*chanReader{}, evs: make(chan punch.Event, 16), done: make(chan error, 1),
 		shown: make(chan struct{}, 4)}
 	var rs []reader.Reader
@@ -246,7 +260,18 @@ func startPropAgent(cfg *config.Config, clock *propClock, floor time.Time) (*pro
 		p.readers[rc.Name] = r
 		rs = append(rs, r)
 	}
-	a, err := New(Options{Config: cfg, Readers: rs, Now: clock.Now, ClockFloor: floor, Feedback: p,
+	if floor.IsZero() {
+		floor = cfg.Clock.FloorTime
+	}
+	// The host's clock is trusted from the floor on (a wall clock
+	// stepped back before it is not synced), as the agent builds it,
+	// with the reference of the earlier start.
+	clk, err := clock.New(clock.Options{Source: clock.SourceTrusted, Floor: floor, Wall: pc.Now, Mono: pc.Mono,
+		BootID: "prop-boot", Reference: pc.ref})
+	if err != nil {
+		return nil, err
+	}
+	a, err := New(Options{Config: cfg, Readers: rs, Now: pc.Now, ClockFloor: floor, Clock: clk, Feedback: p,
 		OnDecision: func(ev punch.Event, _ *punch.Shift) {
 			if ev.ID != "" { // an auto-closed shift has no event
 				p.evs <- ev
@@ -256,6 +281,9 @@ func startPropAgent(cfg *config.Config, clock *propClock, floor time.Time) (*pro
 		return nil, err
 	}
 	p.a = a
+	if ref, ok := clk.Reference(); ok {
+		pc.ref = ref // what the agent stored, for the next start
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	go func() { p.done <- a.Run(ctx) }()
@@ -263,7 +291,7 @@ func startPropAgent(cfg *config.Config, clock *propClock, floor time.Time) (*pro
 	// the time it reads then: wait until it has, before the case moves
 	// the clock. A '#' alone at a keypad is a PIN entry too short: the
 	// writer shows it, and stores nothing.
-	p.readers["tog"].reads <- reader.Read{Reader: "tog", Type: reader.TypeKey, Value: "#", At: clock.Now()}
+	p.readers["tog"].reads <- reader.Read{Reader: "tog", Type: reader.TypeKey, Value: "#", At: pc.Now()}
 	select {
 	case <-p.shown:
 	case <-time.After(10 * time.Second):
@@ -324,6 +352,8 @@ type propResult struct {
 	// epoch is, for each event id, the number of backward clock jumps
 	// before that punch.
 	epoch map[string]int
+	// mono is, for each event id, the monotonic time of the punch.
+	mono map[string]time.Duration
 	// shown is, for each event id, the badge and the roster in use.
 	shown map[string]propShown
 	// done holds the steps that were carried out (an unknown badge that
@@ -361,9 +391,9 @@ min_shift = %q
 // the case's restarts are left out.
 func runPropCase(t *rapid.T, dir string, c propCase, restarts bool) *propResult {
 	cfg := propConfig(t, dir, c)
-	clock := &propClock{now: c.Start}
+	clock := &propClock{now: c.Start, mono: time.Hour}
 	ros := newPropRoster()
-	res := &propResult{epoch: map[string]int{}, shown: map[string]propShown{}, done: map[int]bool{}}
+	res := &propResult{epoch: map[string]int{}, mono: map[string]time.Duration{}, shown: map[string]propShown{}, done: map[int]bool{}}
 	// The card of someone the roster does not know is an unknown
 	// credential: the flood limiter folds its repeats at a reader within
 	// a window into a summary it stores at its tick (on real time) or at
@@ -405,6 +435,7 @@ func runPropCase(t *rapid.T, dir string, c propCase, restarts bool) *propResult 
 				t.Fatalf("step %d (%v): %v", i, a, err)
 			}
 			res.epoch[ev.ID] = epoch
+			res.mono[ev.ID] = clock.Mono()
 			res.done[i] = true
 			b := propShown{"", a.Reader, "", at, ros.version, propCard(a.Emp)}
 			if ros.on[a.Emp] {
@@ -412,7 +443,7 @@ func runPropCase(t *rapid.T, dir string, c propCase, restarts bool) *propResult 
 			}
 			res.shown[ev.ID] = b
 		case actAdvance:
-			clock.add(a.D)
+			clock.pass(a.D)
 		case actJump:
 			clock.add(a.D)
 			if a.D < 0 {
@@ -563,23 +594,18 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		events[ev.ID] = ev
 	}
 	// 1. Durations are >= 0, no shift's out is before its in, and the
-	// duration is the real time between them. An exit taken before its
-	// entry (the clock stepped back during the shift) closes a shift of
-	// no length, flagged clock_unsynced: out is its in, as no time is
-	// made up.
+	// duration is the real time between them: a shift closed by an exit
+	// lasts what the monotonic clock counted between its punches,
+	// whatever the wall clock did meanwhile (a jump either way), and its
+	// out is its in plus that.
 	for _, sh := range r.shifts {
-		if out := events[sh.OutEvent]; out != nil && out.At.Before(sh.In) {
-			in, back := r.epoch[sh.InEvent], r.epoch[sh.OutEvent]
-			// A known bug (the report of this test): punch.pair
-			// keeps the exit's time as out, before the in, and
-			// only clamps duration_s to 0. Allowed until fixed.
-			bug := !*propStrict && sh.Out.Equal(out.At)
-			if !sh.Out.Equal(sh.In) && !bug || sh.DurationS != 0 || !slices.Contains(sh.Flags, punch.FlagClockUnsynced) || back <= in {
-				fail("shift %s of %s: exit at %v before the entry at %v: out %v, duration_s %d, flags %v, clock steps back %d to %d",
-					sh.ID, sh.EmployeeID, out.At, sh.In, sh.Out, sh.DurationS, sh.Flags, in, back)
-			}
-			if bug {
-				continue
+		if out := events[sh.OutEvent]; out != nil {
+			mIn, ok1 := r.mono[sh.InEvent]
+			mOut, ok2 := r.mono[sh.OutEvent]
+			if !ok1 || !ok2 {
+				fail("shift %s: its events were not shown", sh.ID)
+			} else if d := mOut - mIn; sh.Out.Sub(sh.In) != d || sh.DurationS != int64(d/time.Second) {
+				fail("shift %s of %s: in %v, out %v, duration_s %d; the monotonic clock counted %v", sh.ID, sh.EmployeeID, sh.In, sh.Out, sh.DurationS, d)
 			}
 		}
 		if sh.DurationS < 0 || sh.Out.Before(sh.In) {
@@ -626,13 +652,9 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 			fail("shift %s: roster version %d, payroll number %q; at its exit %d, %q", sh.ID, sh.RosterVersion, sh.PayrollNo, b.version, b.payroll)
 		}
 		noPayroll := slices.Contains(sh.Flags, punch.FlagNoPayrollNo)
-		// A known bug (the report of this test): a shift keeps the
-		// no_payroll_no flag of its entry although the roster gave
-		// the person a payroll number by the exit, and the shift
-		// carries it. Allowed until fixed.
-		in := events[sh.InEvent]
-		bug := !*propStrict && noPayroll && sh.PayrollNo != "" && in != nil && slices.Contains(in.Flags, punch.FlagNoPayrollNo)
-		if noPayroll != (sh.PayrollNo == "") && !bug {
+		// (This found a shift that kept its entry's no_payroll_no
+		// after the roster gave the person a number.)
+		if noPayroll != (sh.PayrollNo == "") {
 			fail("shift %s with payroll number %q: flags %v", sh.ID, sh.PayrollNo, sh.Flags)
 		}
 	}
@@ -658,10 +680,12 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		}
 	}
 	// A punch taken before ClockFloor, and only such a punch, is flagged
-	// clock_unsynced; so is every shift that pairs one.
+	// clock_unsynced; so is every shift that pairs one, unless its exit,
+	// on a synced clock of the same boot, re-dated the entry
+	// (clock_corrected).
 	floor := c.ClockFloor
 	if floor.IsZero() {
-		floor = defaultClockFloor
+		floor = clock.DefaultFloor
 	}
 	for _, ev := range r.events {
 		if unsynced := ev.At.Before(floor); unsynced != slices.Contains(ev.Flags, punch.FlagClockUnsynced) {
@@ -670,7 +694,8 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 	}
 	for _, sh := range r.shifts {
 		for _, id := range []string{sh.InEvent, sh.OutEvent} {
-			if ev := events[id]; ev != nil && slices.Contains(ev.Flags, punch.FlagClockUnsynced) && !slices.Contains(sh.Flags, punch.FlagClockUnsynced) {
+			if ev := events[id]; ev != nil && slices.Contains(ev.Flags, punch.FlagClockUnsynced) &&
+				!slices.Contains(sh.Flags, punch.FlagClockUnsynced) && !(id == sh.InEvent && slices.Contains(sh.Flags, punch.FlagClockCorrected)) {
 				fail("shift %s pairs punch %s taken on an unsynced clock but is not flagged: %v", sh.ID, id, sh.Flags)
 			}
 		}
@@ -721,7 +746,9 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		inOf[sh.InEvent]++
 		in := events[sh.InEvent]
 		if in == nil || in.EmployeeID != sh.EmployeeID || in.Direction != punch.In || in.Decision != punch.Accepted ||
-			!in.At.Equal(sh.In) || in.Reader != sh.InReader {
+			// (an entry on an unsynced clock is re-dated by a synced
+			// exit of the same boot: clock_corrected)
+			!(in.At.Equal(sh.In) || slices.Contains(sh.Flags, punch.FlagClockCorrected)) || in.Reader != sh.InReader {
 			fail("shift %s of %s: in_event %q is %+v", sh.ID, sh.EmployeeID, sh.InEvent, in)
 		}
 		noOut := slices.Contains(sh.Flags, punch.FlagAutoClosed) || slices.Contains(sh.Flags, punch.FlagMissingOut)
@@ -734,7 +761,12 @@ func checkPropRun(t *rapid.T, run string, c propCase, r *propResult) {
 		outOf[sh.OutEvent]++
 		out := events[sh.OutEvent]
 		if out == nil || out.EmployeeID != sh.EmployeeID || out.Direction != punch.Out || out.Decision != punch.Accepted ||
-			!(out.At.Equal(sh.Out) || out.At.Before(sh.In) && sh.Out.Equal(sh.In)) || out.Reader != sh.OutReader {
+			// The exit's time is the shift's out, unless the wall
+			// clock jumped during the shift or was not synced at
+			// one end: then the monotonic clock gave the out
+			// (checked above), and the shift is flagged so.
+			!(out.At.Equal(sh.Out) || slices.Contains(sh.Flags, punch.FlagClockCorrected) || slices.Contains(sh.Flags, punch.FlagClockUnsynced)) ||
+			out.Reader != sh.OutReader {
 			fail("shift %s of %s: out_event %q is %+v", sh.ID, sh.EmployeeID, sh.OutEvent, out)
 		}
 	}
@@ -795,37 +827,7 @@ func compareRuns(t *rapid.T, a, b *propResult) {
 
 // normRun is a run's records and open entries as comparable lines.
 func normRun(r *propResult) []string {
-	log := slices.Clone(r.log)
-	if !*propStrict {
-		// closeExpired closes the expired entries in the order it
-		// ranges over the agent's map of open entries: at random. The
-		// shifts of one call take consecutive sequence numbers in that
-		// order, so two runs number them differently (a bug, in the
-		// report of issue 13's property test). Until it is fixed, a
-		// run of consecutive auto-closed shifts is compared as a set:
-		// its records sorted by employee, given its ids in order.
-		for i := 0; i < len(log); {
-			j := i
-			for j < len(log) && log[j].Shift != nil && slices.Contains(log[j].Shift.Flags, punch.FlagAutoClosed) {
-				j++
-			}
-			if j-i < 2 {
-				i = j + 1
-				continue
-			}
-			block := make([]punch.Shift, j-i)
-			ids := make([]string, j-i)
-			for k := range block {
-				block[k], ids[k] = *log[i+k].Shift, log[i+k].Shift.ID
-			}
-			slices.SortFunc(block, func(p, q punch.Shift) int { return strings.Compare(p.EmployeeID, q.EmployeeID) })
-			for k := range block {
-				block[k].ID = ids[k]
-				log[i+k] = store.LogEntry{Shift: &block[k]}
-			}
-			i = j
-		}
-	}
+	log := r.log
 	var out []string
 	for _, e := range log {
 		if ev := e.Event; ev != nil {
@@ -874,6 +876,7 @@ type propModelShift struct {
 type propModelOpen struct {
 	at      time.Time
 	payroll string // at the entry
+	mono    time.Duration
 }
 
 // checkPropModel checks each decision, the shifts of each employee and
@@ -884,7 +887,11 @@ type propModelOpen struct {
 // max_shift before its person's next punch (at any reader) and at every
 // restart.
 func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
-	now := c.Start
+	now, mono := c.Start, time.Hour
+	floor := c.ClockFloor
+	if floor.IsZero() {
+		floor = clock.DefaultFloor
+	}
 	ros := newPropRoster()
 	open := map[string]propModelOpen{}
 	shifts := map[string][]propModelShift{}
@@ -904,7 +911,9 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 	badge := 0
 	for i, a := range c.Actions {
 		switch a.Kind {
-		case actAdvance, actJump:
+		case actAdvance:
+			now, mono = now.Add(a.D), mono+a.D
+		case actJump:
 			now = now.Add(a.D)
 		case actRoster:
 			ros.version++
@@ -931,7 +940,7 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 			}
 			expire(a.Emp, now)
 			in, isOpen := open[emp]
-			entry := propModelOpen{now, ros.payroll[a.Emp]}
+			entry := propModelOpen{now, ros.payroll[a.Emp], mono}
 			var dir, decision, reason string
 			missingIn := false
 			switch a.Reader {
@@ -966,13 +975,15 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 				decision, reason = punch.Denied, punch.ReasonTooSoon
 			default:
 				decision = punch.Accepted
-				out := now
-				if now.Before(in.at) {
-					// The clock stepped back: a shift of no
-					// length (see checkPropRun).
-					out = in.at
+				// The monotonic clock gives the duration; an
+				// entry on an unsynced clock (stepped back before
+				// the floor) and an exit on a synced one re-date
+				// the entry from it.
+				d := mono - in.mono
+				if in.at.Before(floor) && !now.Before(floor) {
+					in.at = now.Add(-d)
 				}
-				closeAs(a.Emp, in, out, "")
+				closeAs(a.Emp, in, in.at.Add(d), "")
 			}
 			if ev.Decision != decision || ev.Reason != reason || ev.Direction != dir || slices.Contains(ev.Flags, punch.FlagMissingIn) != missingIn {
 				t.Fatalf("%s: step %d (%v) at %v: stored %s %s %q flags %v; the model says %s %s %q missing_in %v",
@@ -993,10 +1004,7 @@ func checkPropModel(t *rapid.T, run string, c propCase, r *propResult) {
 	for _, emp := range propEmployees {
 		g, w := got[emp], shifts[emp]
 		same := func(x, y propModelShift) bool {
-			// The known bug of an exit before the entry: its out
-			// (checked in checkPropRun) is the exit's time.
-			bug := !*propStrict && x.flag == "" && y.out.Equal(y.in) && x.out.Before(x.in)
-			return x.in.Equal(y.in) && (x.out.Equal(y.out) || bug) && x.flag == y.flag && x.version == y.version && x.payroll == y.payroll
+			return x.in.Equal(y.in) && x.out.Equal(y.out) && x.flag == y.flag && x.version == y.version && x.payroll == y.payroll
 		}
 		if !slices.EqualFunc(g, w, same) {
 			t.Fatalf("%s: shifts of %s:\n stored %v\n  model %v", run, emp, g, w)

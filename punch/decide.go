@@ -369,21 +369,28 @@ func span(sh *Shift, o *Open, in Input) {
 		sh.Flags = without(sh.Flags, FlagClockUnsynced)
 	}
 	d, ok := clock.Elapsed(entry, in.Stamp)
-	switch {
-	case !ok:
+	if !ok {
 		sh.Out, sh.DurationS = at, 0
 		if at.Before(sh.In) {
 			sh.Out = sh.In
 		}
 		sh.Flags = union(sh.Flags, []string{FlagClockUnsynced, FlagDurationUnknown})
-	case entry.Synced && in.Stamp.Synced && !at.Before(sh.In):
-		sh.Out, sh.DurationS = at, int64(d/time.Second)
-	default:
-		// One side unsynced, or a synced clock stepped back during
-		// the shift: the monotonic clock gives the exit.
-		sh.Out = sh.In.Add(d)
-		sh.DurationS = int64(d / time.Second)
+		return
 	}
+	end := sh.In.Add(d)
+	bothSynced := entry.Synced && in.Stamp.Synced
+	switch diff := at.Sub(end); {
+	case bothSynced && diff > -time.Second && diff < time.Second && !at.Before(sh.In):
+		// The clocks agree (NTP slews by milliseconds): the exit's
+		// own time.
+		end = at
+	case bothSynced:
+		// The wall clock was stepped during the shift: the monotonic
+		// clock gives the exit.
+		sh.Flags = union(sh.Flags, []string{FlagClockCorrected})
+	}
+	sh.Out = end
+	sh.DurationS = int64(end.Sub(sh.In) / time.Second)
 }
 
 func newOpen(in Input, flags []string) *Open {

@@ -23,7 +23,6 @@ import (
 	"github.com/punchclock/punchclock/store"
 )
 
-
 // propDefaultChecks is the number of cases when -rapid.checks is not given.
 const propDefaultChecks = 40
 

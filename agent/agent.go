@@ -483,8 +483,14 @@ func (a *Agent) commit(batch []punchIn, verdicts []flood.Verdict) {
 		}
 		return
 	}
+	a.stored(ptrs, changed)
+}
+
+// stored follows a durable Append of outs: the open entries they changed
+// into memory, each outcome reported and shown, the uplink told.
+func (a *Agent) stored(outs []*punch.Outcome, changed map[string]*punch.Open) {
 	a.applyOpen(changed)
-	for _, out := range ptrs {
+	for _, out := range outs {
 		a.report(out)
 	}
 	if a.up != nil {
@@ -623,13 +629,7 @@ func (a *Agent) closeExpired(now time.Time) {
 		a.log.Error("entries past max_shift not closed; tried again later", "entries", len(outs), "err", err)
 		return
 	}
-	a.applyOpen(changed)
-	for _, out := range outs {
-		a.report(out)
-	}
-	if a.up != nil {
-		a.up.Notify()
-	}
+	a.stored(outs, changed)
 }
 
 func (a *Agent) report(out *punch.Outcome) {

@@ -292,25 +292,9 @@ func (c *Config) decodeReaders(doc []byte) []string {
 	return errs
 }
 
-// commonReader decodes the common keys alone (no UnmarshalTOML).
-type commonReader struct {
-	Name         string    `toml:"name"`
-	Driver       string    `toml:"driver"`
-	Direction    string    `toml:"direction"`
-	Role         string    `toml:"role"`
-	Enabled      *bool     `toml:"enabled"`
-	JobCode      bool      `toml:"job_code"`
-	InKey        string    `toml:"in_key"`
-	OutKey       string    `toml:"out_key"`
-	KeyTimeout   Duration  `toml:"key_timeout"`
-	PINTimeout   Duration  `toml:"pin_timeout"`
-	Feedback     *Feedback `toml:"feedback"`
-	Keypad       string    `toml:"keypad"`
-	RepeatWindow Duration  `toml:"repeat_window"`
-	Settings     reader.Config
-	Line         int
-	raw          unstable.RawMessage
-}
+// commonReader decodes the common keys alone: a Reader without its
+// UnmarshalTOML.
+type commonReader Reader
 
 func errKey(err error) string {
 	var de *toml.DecodeError

@@ -145,7 +145,16 @@ func readerSuspended(in *Input) string {
 }
 
 func outsideContract(in *Input) string {
-	if in.TimeUnknown || in.Employee.ValidOn(in.At) {
+	e := in.Employee
+	switch {
+	case in.TimeUnknown || e.ValidOn(in.At):
+		return ""
+	case !in.ClockSynced && e.ValidFrom != "" && in.At.Format("2006-01-02") < e.ValidFrom:
+		// A clock not known to be set runs behind, if anything
+		// (fake-hwclock restores the time last saved): a contract
+		// that starts "after" it may have started already — a new
+		// hire's first day after a power cut. Not denied; the punch
+		// is flagged clock_unsynced.
 		return ""
 	}
 	return ReasonOutsideContract

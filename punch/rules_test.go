@@ -2,6 +2,7 @@ package punch
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,12 @@ func TestAccessRules(t *testing.T) {
 		// site out: contract and window rules do not deny.
 		{"unknown time: contract not judged", Input{Employee: expired, TimeUnknown: true}, want{Accepted, "", AccessGranted, In, true, false, false}},
 		{"unknown time: window not judged", Input{Employee: anna, Group: staff, At: at(23, 0), TimeUnknown: true}, want{Accepted, "", AccessGranted, In, true, false, false}},
+		// A clock not known to be set but past the floor (fake-hwclock)
+		// runs behind: a contract starting after it is not denied, one
+		// that ended before it is.
+		{"unsynced: contract not started yet", Input{Employee: &roster.Employee{ID: "N1", ValidFrom: "2026-03-03"}, ClockSynced: false}, want{Accepted, "", AccessGranted, In, true, false, false}},
+		{"unsynced: contract ended", Input{Employee: expired, ClockSynced: false}, want{Denied, ReasonOutsideContract, AccessDenied, "", false, false, false}},
+		{"synced: contract not started yet", Input{Employee: &roster.Employee{ID: "N1", ValidFrom: "2026-03-03"}}, want{Denied, ReasonOutsideContract, AccessDenied, "", false, false, false}},
 		{"unknown time: reader still judged", Input{Employee: anna, Group: staff, Reader: "gate", TimeUnknown: true}, want{Denied, ReasonReaderNotAllowed, AccessDenied, "", false, false, false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,7 +124,9 @@ func TestAccessRules(t *testing.T) {
 			if tc.in.At.IsZero() {
 				tc.in.At = at(13, 0)
 			}
-			tc.in.ClockSynced = true
+			if !strings.HasPrefix(tc.name, "unsynced") {
+				tc.in.ClockSynced = true
+			}
 			out := Decide(tc.in)
 			ev := out.Event
 			got := want{ev.Decision, ev.Reason, ev.Access, ev.Direction, out.NewOpen != nil, out.CloseOpen, out.Shift != nil}

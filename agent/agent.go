@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -257,6 +258,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	ln, err := listenControl(SocketPath(a.cfg))
 	if err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
+	}
+	if addr := a.cfg.HTTP.Listen; addr != "" {
+		// The status page is for the technician: a port that is taken
+		// is logged, and the door works on.
+		if hl, err := net.Listen("tcp", addr); err != nil {
+			a.log.Error("status page not served", "listen", addr, "err", err)
+		} else {
+			a.log.Info("status page", "url", "http://"+hl.Addr().String()+"/")
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				a.serveHTTP(ctx, hl)
+			}()
+		}
 	}
 	a.wg.Add(5)
 	go func() {

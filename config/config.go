@@ -41,6 +41,7 @@ type Config struct {
 	Feedback   Feedback `toml:"feedback"`
 	Pairing    Pairing  `toml:"pairing"`
 	Clock      Clock    `toml:"clock"`
+	HTTP       HTTP     `toml:"http"`
 	// NewReaders is the state of a reader this device never ran before:
 	// NewReadersEnabled or NewReadersSuspended.
 	NewReaderState string `toml:"new_readers"`
@@ -300,6 +301,7 @@ func Default() *Config {
 			MaxShift: Duration{DefaultMaxShift}},
 		NewReaderState: NewReadersEnabled,
 		Clock:          Clock{Source: ClockKernel, Floor: DefaultClockFloor},
+		HTTP:           HTTP{Listen: DefaultHTTPListen},
 	}
 }
 
@@ -473,6 +475,7 @@ func (c *Config) Validate() error {
 	if d := c.Pairing.MinShift.Duration; d < 0 || d >= c.Pairing.MaxShift.Duration {
 		bad("pairing.min_shift", "%v must be at least 0 and less than max_shift (%v)", d, c.Pairing.MaxShift.Duration)
 	}
+	c.HTTP.validate(bad)
 	if v := c.Clock.Source; v != ClockKernel && v != ClockTrusted && v != ClockFloor {
 		bad("clock.source", "%q must be \"kernel\", \"trusted\" or \"floor\"", v)
 	}

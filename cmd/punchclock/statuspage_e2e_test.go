@@ -63,10 +63,10 @@ func TestE2EStatusPageInBrowser(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	dom := chromium(t, url, "")
 	for _, want := range []string{
-		"punchclock door-1",      // the heading, set by the script from the JSON
-		"Anna de Vries",          // who is in
-		"Brugsestraat",           // her department
-		">front<", ">rdm6300<",   // the reader's row
+		"punchclock door-1",    // the heading, set by the script from the JSON
+		"Anna de Vries",        // who is in
+		"Brugsestraat",         // her department
+		">front<", ">rdm6300<", // the reader's row
 		">online<", ">connected<", // its state, the uplink
 	} {
 		if !strings.Contains(dom, want) {

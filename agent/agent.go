@@ -216,23 +216,14 @@ func New(opts Options) (*Agent, error) {
 		a.applyRoster(b, "roster_file "+cfg.RosterFile)
 	}
 	if cfg.MQTT.Broker != "" {
-		up, err := uplink.New(uplink.Config{
-			Broker:      cfg.MQTT.Broker,
-			TopicPrefix: cfg.MQTT.TopicPrefix,
-			DeviceID:    cfg.DeviceID,
-			ClientID:    cfg.MQTT.ClientID,
-			Username:    cfg.MQTT.Username,
-			Password:    cfg.MQTT.Password,
-			Outbox:      outbox{db, opts.Now},
-			Status:      a.uplinkStatus,
-			CAFile:      cfg.MQTT.CAFile,
-			CertFile:    cfg.MQTT.CertFile,
-			KeyFile:     cfg.MQTT.KeyFile,
-			OnRoster:    a.rosters.put,
-			OnAcks:      a.onAcks,
-			OnAcked:     a.onAcked,
-			Logger:      a.log.With("component", "uplink"),
-		})
+		uc := UplinkConfig(cfg)
+		uc.Outbox = outbox{db, opts.Now}
+		uc.Status = a.uplinkStatus
+		uc.OnRoster = a.rosters.put
+		uc.OnAcks = a.onAcks
+		uc.OnAcked = a.onAcked
+		uc.Logger = a.log.With("component", "uplink")
+		up, err := uplink.New(uc)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("agent: %w", err)
@@ -240,6 +231,23 @@ func New(opts Options) (*Agent, error) {
 		a.up = up
 	}
 	return a, nil
+}
+
+// UplinkConfig is the connection part of the uplink's configuration:
+// the broker, the topics' prefix and device, the credentials and TLS
+// files (what `check-config -connect` tries too).
+func UplinkConfig(cfg *config.Config) uplink.Config {
+	return uplink.Config{
+		Broker:      cfg.MQTT.Broker,
+		TopicPrefix: cfg.MQTT.TopicPrefix,
+		DeviceID:    cfg.DeviceID,
+		ClientID:    cfg.MQTT.ClientID,
+		Username:    cfg.MQTT.Username,
+		Password:    cfg.MQTT.Password,
+		CAFile:      cfg.MQTT.CAFile,
+		CertFile:    cfg.MQTT.CertFile,
+		KeyFile:     cfg.MQTT.KeyFile,
+	}
 }
 
 // DB is the agent's store.

@@ -283,7 +283,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
-func (c *Config) validate() error {
+// validateConnection checks what a connection needs: the broker URL,
+// the topics' prefix and device, the TLS files' presence.
+func (c *Config) validateConnection() error {
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
 	}
@@ -307,14 +309,25 @@ func (c *Config) validate() error {
 	if c.DeviceID == "" || strings.ContainsAny(c.DeviceID, "#+/") {
 		return bad("DeviceID", "%q must be non-empty, without '#', '+' or '/'", c.DeviceID)
 	}
+	if !tlsSchemes[u.Scheme] && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
+		return bad("CAFile", "TLS files are given but the broker %s is not ssl://, tls:// or mqtts://", u.Redacted())
+	}
+	return nil
+}
+
+// validate checks the whole configuration of an Uplink.
+func (c *Config) validate() error {
+	if err := c.validateConnection(); err != nil {
+		return err
+	}
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+	}
 	if c.Outbox == nil {
 		return bad("Outbox", "required")
 	}
 	if c.Window > 65535 {
 		return bad("Window", "%d exceeds the 65535 MQTT packet ids", c.Window)
-	}
-	if !tlsSchemes[u.Scheme] && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
-		return bad("CAFile", "TLS files are given but the broker %s is not ssl://, tls:// or mqtts://", u.Redacted())
 	}
 	if c.MaxPayload > maxMQTTPayload {
 		return bad("MaxPayload", "%d exceeds what an MQTT packet can carry", c.MaxPayload)

@@ -3,7 +3,7 @@
 //
 //	punchclock run -config FILE          run the agent
 //	punchclock status -config FILE       show roster, outbox and uplink state
-//	punchclock check-config -config FILE validate a configuration
+//	punchclock check-config -config FILE [-connect] validate a configuration (and try the broker)
 //	punchclock sample-config             print the commented sample configuration
 //	punchclock version
 package main

@@ -20,6 +20,7 @@ import (
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/device"
 	"github.com/punchclock/punchclock/store"
+	"github.com/punchclock/punchclock/uplink"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,7 +49,8 @@ commands:
                              store a new fingerprint of an employee who
                              consented on the reader's sensor (through the
                              running agent) and publish the enrolment
-  check-config -config FILE  validate a configuration file
+  check-config -config FILE [-connect]
+                             validate a configuration file; -connect also tries the broker
   sample-config              print the commented sample configuration
   version                    print the version
 `
@@ -132,11 +134,36 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	cfg, code := loadConfig("check-config", flag.NewFlagSet("check-config", flag.ContinueOnError), args, stderr)
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	connect := fs.Bool("connect", false, "also try the broker: DNS, TCP, TLS, credentials, ACL (10 s at most)")
+	cfg, code := loadConfig("check-config", fs, args, stderr)
 	if cfg == nil {
 		return code
 	}
 	fmt.Fprintf(stdout, "%s: ok (device %s, %d readers)\n", cfg.Path, cfg.DeviceID, len(cfg.Readers))
+	if !*connect {
+		return exitOK
+	}
+	if cfg.MQTT.Broker == "" {
+		fmt.Fprintln(stderr, "punchclock check-config: -connect: no mqtt.broker configured (the terminal runs offline)")
+		return exitFail
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	results, ok := uplink.Probe(ctx, agent.UplinkConfig(cfg))
+	for _, r := range results {
+		mark := "ok  "
+		if !r.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(stdout, "%s %-6s %s (%s)\n", mark, r.Stage, r.Detail, r.Took.Round(time.Millisecond))
+	}
+	if !ok {
+		failed := results[len(results)-1].Stage
+		fmt.Fprintf(stderr, "punchclock check-config: the broker check failed at stage %s\n", failed)
+		return exitFail
+	}
+	fmt.Fprintln(stdout, "broker: everything works")
 	return exitOK
 }
 

@@ -38,8 +38,11 @@ const usage = `usage: punchclock <command> [flags]
 commands:
   run -config FILE           run the agent
   status -config FILE [-json] roster, outbox, open entries, last uplink
-  log -config FILE [-from DATE] [-to DATE] [-json]
-                             every decision and shift, filtered by date
+  log -config FILE [-since DATE] [-to DATE] [-level LEVEL] [-json]
+                             every decision and shift, and the agent's own
+                             actions, warnings and errors, by date
+  log -config FILE -clear [-yes]
+                             empty the agent's own log (punches are kept)
   errors -config FILE [-since DATE] [-json]
                              dead letters: records a connector rejected or
                              the broker would not take, with the reason
@@ -179,7 +182,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock run: -log-level: %v\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, closeBook := withLogbook(cfg, slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), level, stderr)
+	defer closeBook()
 	readers, err := cfg.NewReaders(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
@@ -368,39 +372,6 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 }
 
-func cmdLog(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("log", flag.ContinueOnError)
-	fromS := fs.String("from", "", "first day (YYYY-MM-DD, in the site's zone) or RFC 3339 time")
-	toS := fs.String("to", "", "last day, inclusive (YYYY-MM-DD) or RFC 3339 time, exclusive")
-	asJSON := fs.Bool("json", false, "print JSON lines")
-	cfg, code := loadConfig("log", fs, args, stderr)
-	if cfg == nil {
-		return code
-	}
-	from, err := parseBound(*fromS, cfg.Location, false)
-	if err != nil {
-		fmt.Fprintf(stderr, "punchclock log: -from: %v\n", err)
-		return exitUsage
-	}
-	to, err := parseBound(*toS, cfg.Location, true)
-	if err != nil {
-		fmt.Fprintf(stderr, "punchclock log: -to: %v\n", err)
-		return exitUsage
-	}
-	enc := json.NewEncoder(stdout)
-	err = agent.QueryLog(cfg, from, to, func(e store.LogEntry) error {
-		if *asJSON {
-			return enc.Encode(e)
-		}
-		_, err := fmt.Fprintln(stdout, formatLog(e, cfg.Location))
-		return err
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "punchclock log: %v\n", err)
-		return exitFail
-	}
-	return exitOK
-}
 
 func cmdErrors(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("errors", flag.ContinueOnError)

@@ -372,7 +372,6 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 }
 
-
 func cmdErrors(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("errors", flag.ContinueOnError)
 	sinceS := fs.String("since", "", "first day (YYYY-MM-DD, in the site's zone) or RFC 3339 time")

@@ -60,7 +60,11 @@ type Options struct {
 	// (the fdatasync floor, bbolt commit and Batch, the paho round trip)
 	// and then only the steps whose names contain it, e.g. "agent latency"
 	// to study the decision latency without the minutes of the rest.
-	Only     string
+	Only string
+	// Trace, when set, receives a runtime/trace execution trace of the
+	// decision latency loop (the in-process agent, drivers and store):
+	// go tool trace shows which goroutine waited where.
+	Trace    io.Writer
 	Progress io.Writer // progress lines; nil: silent
 }
 

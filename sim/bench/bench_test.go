@@ -95,6 +95,8 @@ func TestOnlyRunsTheNamedStep(t *testing.T) {
 	opts.Agent = agentBin
 	opts.Dir = t.TempDir()
 	opts.Only = "agent latency"
+	var tr bytes.Buffer
+	opts.Trace = &tr
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, opts)
@@ -112,6 +114,9 @@ func TestOnlyRunsTheNamedStep(t *testing.T) {
 	if len(rep.Rows) != 2 || !strings.HasPrefix(rep.Rows[0].Figure, "decision latency") ||
 		!strings.HasPrefix(rep.Rows[1].Figure, "exit punch → shift") {
 		t.Errorf("rows %+v, want the decision latency and exit → shift only", rep.Rows)
+	}
+	if !bytes.HasPrefix(tr.Bytes(), []byte("go 1.")) || tr.Len() < 1024 {
+		t.Errorf("trace of the decision loop: %d bytes starting %q, want an execution trace", tr.Len(), tr.Bytes()[:min(tr.Len(), 16)])
 	}
 }
 

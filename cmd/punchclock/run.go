@@ -151,6 +151,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	stopProfiles, err := startProfiles(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitFail
+	}
+	defer func() {
+		if err := stopProfiles(); err != nil {
+			log.Error("profiles not written", "err", err)
+		}
+	}()
 	readers, err := cfg.NewReaders(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)

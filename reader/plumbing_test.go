@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -30,6 +31,39 @@ func TestQueueDeliversInOrderWithoutBlockingPush(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// A driver blocks in a read of its port right after Push: the read must
+// be handed to the consumer before that, not when the Go scheduler takes
+// the processor back from the driver's system call. With one processor,
+// nothing but Push's own yield lets Deliver run before Push returns (the
+// scheduler looks at its global queue first one time in 61, so a few
+// pushes may still return first).
+func TestPushHandsTheReadOverBeforeItReturns(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var q Queue
+	out := make(chan Read, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { q.Deliver(ctx, out); close(done) }()
+	defer func() { cancel(); <-done }()
+	const pushes = 200
+	handed := 0
+	for i := range pushes {
+		q.Push(Read{Value: fmt.Sprint(i)})
+		if len(out) == 1 {
+			handed++
+		}
+		if rd := <-out; rd.Value != fmt.Sprint(i) {
+			t.Fatalf("read %d = %q", i, rd.Value)
+		}
+		for q.Len() > 0 || len(q.ready) > 0 {
+			runtime.Gosched() // Deliver back to waiting
+		}
+	}
+	if handed < pushes*9/10 {
+		t.Errorf("%d of %d reads reached the consumer before Push returned, want at least 90%%", handed, pushes)
+	}
 }
 
 func TestQueueDropsOldestWhenFullAndKeepsUndelivered(t *testing.T) {

@@ -184,6 +184,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log, closeBook := withLogbook(cfg, slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), level, stderr)
 	defer closeBook()
+	stopProfiles, err := startProfiles(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitFail
+	}
+	defer func() {
+		if err := stopProfiles(); err != nil {
+			log.Error("profiles not written", "err", err)
+		}
+	}()
 	readers, err := cfg.NewReaders(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)

@@ -56,7 +56,16 @@ type Options struct {
 	YearDays          int           // days those punches are spread over, ending now
 	DecisionTimeout   time.Duration // how long one punch may take before the run fails
 	QuickMode         bool          // printed in the report header
-	Progress          io.Writer     // progress lines; nil: silent
+	// Only, when set, runs the baselines every figure is compared with
+	// (the fdatasync floor, bbolt commit and Batch, the paho round trip)
+	// and then only the steps whose names contain it, e.g. "agent latency"
+	// to study the decision latency without the minutes of the rest.
+	Only string
+	// Trace, when set, receives a runtime/trace execution trace of the
+	// decision latency loop (the in-process agent, drivers and store):
+	// go tool trace shows which goroutine waited where.
+	Trace    io.Writer
+	Progress io.Writer // progress lines; nil: silent
 }
 
 // Full is the run `make bench` does: the counts the issue asks for.
@@ -189,26 +198,30 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	load0 := loadAvg()
 	steps := []struct {
-		name string
-		fn   func(context.Context) error
+		name     string
+		fn       func(context.Context) error
+		baseline bool
 	}{
-		{"fdatasync floor", r.fsyncFloor},
-		{"raw bbolt commit", r.rawCommit},
-		{"raw bbolt Batch", r.rawBatch},
-		{"paho round trip", r.pahoRoundTrip},
-		{"agent latency", r.agentLatency},
-		{"reader latency per driver", r.readerLatency},
-		{"idle polled readers", r.readerIdleCPU},
-		{"roster replacement", r.rosterSwap},
-		{"agent throughput", r.agentThroughput},
-		{"backlog drain and bare paho", r.drain},
-		{"buffered store", r.bufferedStore},
-		{"a year of punches", r.yearStore},
-		{"binary size", r.binarySize},
+		{"fdatasync floor", r.fsyncFloor, true},
+		{"raw bbolt commit", r.rawCommit, true},
+		{"raw bbolt Batch", r.rawBatch, true},
+		{"paho round trip", r.pahoRoundTrip, true},
+		{"agent latency", r.agentLatency, false},
+		{"reader latency per driver", r.readerLatency, false},
+		{"idle polled readers", r.readerIdleCPU, false},
+		{"roster replacement", r.rosterSwap, false},
+		{"agent throughput", r.agentThroughput, false},
+		{"backlog drain and bare paho", r.drain, false},
+		{"buffered store", r.bufferedStore, false},
+		{"a year of punches", r.yearStore, false},
+		{"binary size", r.binarySize, false},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if opts.Only != "" && !s.baseline && !strings.Contains(s.name, opts.Only) {
+			continue
 		}
 		fmt.Fprintf(r.opts.Progress, "bench: %s…\n", s.name)
 		began := time.Now()

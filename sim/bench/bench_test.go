@@ -7,6 +7,7 @@ import (
 	"github.com/punchclock/punchclock/sim/samples"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,38 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", out.String())
+}
+
+// Only runs the baselines and the steps it names: the decision latency
+// alone gives its two rows and no other.
+func TestOnlyRunsTheNamedStep(t *testing.T) {
+	opts := Quick()
+	opts.Agent = agentBin
+	opts.Dir = t.TempDir()
+	opts.Only = "agent latency"
+	var tr bytes.Buffer
+	opts.Trace = &tr
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var steps []string
+	for _, s := range rep.Steps {
+		steps = append(steps, s.Name)
+	}
+	want := []string{"fdatasync floor", "raw bbolt commit", "raw bbolt Batch", "paho round trip", "agent latency"}
+	if !slices.Equal(steps, want) {
+		t.Errorf("steps %q, want %q", steps, want)
+	}
+	if len(rep.Rows) != 2 || !strings.HasPrefix(rep.Rows[0].Figure, "decision latency") ||
+		!strings.HasPrefix(rep.Rows[1].Figure, "exit punch → shift") {
+		t.Errorf("rows %+v, want the decision latency and exit → shift only", rep.Rows)
+	}
+	if !bytes.HasPrefix(tr.Bytes(), []byte("go 1.")) || tr.Len() < 1024 {
+		t.Errorf("trace of the decision loop: %d bytes starting %q, want an execution trace", tr.Len(), tr.Bytes()[:min(tr.Len(), 16)])
+	}
 }
 
 func TestRunNeedsAgent(t *testing.T) {

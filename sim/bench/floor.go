@@ -27,11 +27,11 @@ const floorFile = 256 << 10
 // fallocate (unwritten extents, whose first write costs a metadata
 // commit) are timed for a note.
 func (r *run) fsyncFloor(ctx context.Context) error {
-	reserved, err := r.timePwrites(ctx, "floor-fallocated", true)
+	reserved, err := r.timePwrites(ctx, "floor-fallocated", true, 0)
 	if err != nil {
 		return err
 	}
-	written, err := r.timePwrites(ctx, "floor-written", false)
+	written, err := r.timePwrites(ctx, "floor-written", false, 0)
 	if err != nil {
 		return err
 	}
@@ -49,10 +49,11 @@ func (r *run) fsyncFloor(ctx context.Context) error {
 }
 
 // timePwrites times RawCommits 4 KiB pwrite + fdatasync pairs into a new
-// file of floorFile bytes, cycling through its pages. With fallocate the
-// file is reserved, not written, and a fresh one is made for each pass
-// over its pages so that every write meets an unwritten extent.
-func (r *run) timePwrites(ctx context.Context, name string, fallocate bool) (dist, error) {
+// file of floorFile bytes, cycling through its pages, each pair gap after
+// the previous one (0: back to back). With fallocate the file is
+// reserved, not written, and a fresh one is made for each pass over its
+// pages so that every write meets an unwritten extent.
+func (r *run) timePwrites(ctx context.Context, name string, fallocate bool, gap time.Duration) (dist, error) {
 	path := filepath.Join(r.dir, name)
 	defer os.Remove(path)
 	var f, w *os.File // w writes (O_DIRECT if it can), f syncs
@@ -141,6 +142,9 @@ func (r *run) timePwrites(ctx context.Context, name string, fallocate bool) (dis
 				return nil, err
 			}
 		}
+		if gap > 0 {
+			time.Sleep(gap)
+		}
 		off := int64(i%pages) * 4096
 		t := time.Now()
 		if _, err := w.WriteAt(page, off); err != nil {
@@ -155,7 +159,7 @@ func (r *run) timePwrites(ctx context.Context, name string, fallocate bool) (dis
 	if err != nil {
 		return nil, err
 	}
-	if !fallocate {
+	if !fallocate && gap == 0 {
 		r.floorBytes = float64(w1-w0) / float64(len(lat))
 	}
 	return newDist(lat), nil

@@ -15,7 +15,7 @@ import (
 	"github.com/punchclock/punchclock/sim/bench"
 )
 
-const benchUsage = `usage: punchsim bench [-quick] [-agent bin/punchclock] [-binaries LIST] [-o FILE]
+const benchUsage = `usage: punchsim bench [-quick] [-agent bin/punchclock] [-binaries LIST] [-o FILE] [-only STEP] [-trace FILE]
 
 Measures the agent against this machine's own limits, each measured in
 the same run, and prints one table (docs/performance.md explains it).
@@ -40,6 +40,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	strict := fs.Bool("strict", false, "exit 1 when a goal is missed")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (the in-process agent, drivers and store) to `file`")
+	only := fs.String("only", "", "run the baselines and only the steps whose names contain `step` (e.g. \"agent latency\")")
+	traceFile := fs.String("trace", "", "write an execution trace of the decision latency loop to `file` (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -63,6 +65,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	opts.Agent = *agentBin
 	opts.Dir = *dir
 	opts.Mosquitto = *mosquitto
+	opts.Only = *only
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "punchsim bench: -trace: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		opts.Trace = f
+	}
 	opts.Progress = stderr
 	for _, b := range strings.Split(*binaries, ",") {
 		if b = strings.TrimSpace(b); b != "" {

@@ -316,23 +316,26 @@ func (r *run) agentLatency(ctx context.Context) error {
 		return err
 	}
 	dl, ds := newDist(lat), newDist(shift)
-	floor := r.floor.pct(99)
+	// The floor of a durable decision is one lone write and fdatasync,
+	// as a decision's journal append is: the floor spaced as the
+	// decisions were. The back-to-back floor (writes one right after
+	// another, cheaper on this kind of disk) is shown beside it.
+	floor := spaced.pct(99)
 	ratio := float64(dl.pct(99)) / float64(floor)
 	r.rep.add(Row{
 		Figure:   fmt.Sprintf("decision latency p50 / p99 (%d punches, pty → durable)", len(lat)),
 		Measured: fmt.Sprintf("%s / %s", ms(dl.pct(50)), ms(dl.pct(99))),
-		Limit:    fmt.Sprintf("4 KiB pwrite + fdatasync p99 %s (p50 %s)", ms(floor), ms(r.floor.pct(50))),
-		Ratio:    fmt.Sprintf("p99 = %.1f× p99", ratio),
-		Goal:     "p99 ≤ 3× floor p99",
-		Pass:     ratio <= 3,
-		Bound: fmt.Sprintf("the journal append, one write and fdatasync: the floor spaced as the decisions were (%s apart) "+
-			"takes p50 %s, p99 %s here, against p50 %s back to back; the pty, driver and writer add %s at p50; "+
+		Limit: fmt.Sprintf("4 KiB pwrite + fdatasync %s apart p99 %s (p50 %s); back to back p99 %s",
+			ms(gap), ms(floor), ms(spaced.pct(50)), ms(r.floor.pct(99))),
+		Ratio: fmt.Sprintf("p99 = %.1f× p99", ratio),
+		Goal:  "p99 ≤ 3× floor p99",
+		Pass:  ratio <= 3,
+		Bound: fmt.Sprintf("the journal append, one write and fdatasync, spaced as the decisions were (%s apart): p50 %s, p99 %s here, "+
+			"against p50 %s, p99 %s back to back (decision p99 = %.1f× that); the pty, driver and writer add %s at p50; "+
 			"the p99 follows the machine's load (max %s)",
-			ms(gap), ms(spaced.pct(50)), ms(spaced.pct(99)), ms(r.floor.pct(50)), ms(max(0, dl.pct(50)-spaced.pct(50))), ms(dl.pct(100))),
+			ms(gap), ms(spaced.pct(50)), ms(spaced.pct(99)), ms(r.floor.pct(50)), ms(r.floor.pct(99)),
+			float64(dl.pct(99))/float64(r.floor.pct(99)), ms(max(0, dl.pct(50)-spaced.pct(50))), ms(dl.pct(100))),
 	})
-	r.rep.note("the fdatasync floor spaced as the decisions were (the median time from a decision to the next card, %s, between writes): "+
-		"p50 %s, p99 %s over %d writes; decision p99 = %.1f× its p99",
-		ms(gap), ms(spaced.pct(50)), ms(spaced.pct(99)), len(spaced), float64(dl.pct(99))/float64(spaced.pct(99)))
 	r.rep.note("decision latency against a raw one-record bbolt commit of the same run: p99 %.1f× its p50 %s, %.1f× its p99 %s",
 		float64(dl.pct(99))/float64(r.commit.pct(50)), ms(r.commit.pct(50)),
 		float64(dl.pct(99))/float64(r.commit.pct(99)), ms(r.commit.pct(99)))

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"periph.io/x/conn/v3/i2c/i2ctest"
-
 	"github.com/punchclock/punchclock/device"
 	"github.com/punchclock/punchclock/device/devicetest"
 	"github.com/punchclock/punchclock/punch"
@@ -182,8 +180,8 @@ type fakeScreen struct {
 	drawn   chan []string
 	gate    chan struct{}
 	entered chan struct{}
-	mu    sync.Mutex
-	err   error
+	mu      sync.Mutex
+	err     error
 }
 
 func newFakeScreen() *fakeScreen { return &fakeScreen{drawn: make(chan []string, 100)} }
@@ -363,5 +361,3 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
-
-var _ = i2ctest.IO{}

@@ -7,11 +7,18 @@ package device
 // a decision. Drivers: ssd1306.go (OLED) and hd44780.go (LCD backpack).
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/i2c/i2creg"
+	"periph.io/x/host/v3"
 
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/roster"
@@ -275,24 +282,28 @@ func (d *Display) draw() {
 func PunchLines(p Punch, s Size) []string {
 	ev := p.Event
 	name := truncate(Fold(strings.TrimSpace(p.Name)), s.Cols)
-	at := ev.At.Format("15:04")
+	// A time taken before the clock was set is not shown (it may be
+	// 1970's); a shift's duration still is: it is the monotonic clock's.
+	at := " " + ev.At.Format("15:04")
+	hello := greeting(ev.At)
+	if slices.Contains(ev.Flags, punch.FlagClockUnsynced) {
+		at, hello = "", "Hello"
+	}
 	var layouts [][]string
 	switch {
 	case ev.Decision == punch.Accepted:
-		hello, state := greeting(ev.At), ""
+		state := ""
 		switch ev.Direction {
 		case punch.In:
-			state = "IN " + at
+			state = "IN" + at
 		case punch.Out:
-			hello, state = "Goodbye", "OUT "+at
+			hello, state = "Goodbye", "OUT"+at
 			if d, ok := shiftLength(p.Shift); ok {
 				layouts = append(layouts, withName(name, hello, state+" ("+d+")")...)
-				state = fmt.Sprintf("OUT %s %s", at, d)
-				layouts = append(layouts, withName(name, hello, state)...)
-				state = "OUT " + at
+				layouts = append(layouts, withName(name, hello, state+" "+d)...)
 			}
 		default: // a door that keeps no attendance
-			hello, state = "Welcome", "OK "+at
+			hello, state = "Welcome", "OK"+at
 			if ev.Access == punch.AccessGranted {
 				state = "Door open"
 			}
@@ -346,10 +357,8 @@ func shiftLength(sh *punch.Shift) (string, bool) {
 	if sh == nil || sh.DurationS < 0 {
 		return "", false
 	}
-	for _, f := range sh.Flags {
-		if f == punch.FlagDurationUnknown {
-			return "", false
-		}
+	if slices.Contains(sh.Flags, punch.FlagDurationUnknown) {
+		return "", false
 	}
 	m := sh.DurationS / 60
 	return fmt.Sprintf("%dh%02d", m/60, m%60), true
@@ -531,3 +540,71 @@ var folds = func() map[rune]string {
 	}
 	return m
 }()
+
+// ErrBusNotFound is wrapped by OpenScreen when the host has no I²C bus of
+// that name (I²C not enabled: dtparam=i2c_arm=on in config.txt).
+var ErrBusNotFound = errors.New("device: I2C bus not found")
+
+// ScreenConfig names a display's hardware (the [display] keys).
+type ScreenConfig struct {
+	// Driver is "ssd1306" (OLED) or "hd44780" (LCD on a PCF8574
+	// backpack).
+	Driver string
+	// Bus is the I²C bus: "/dev/i2c-1", "I2C1" or "1". Empty: "/dev/i2c-1".
+	Bus string
+	// Address on the bus; zero: 0x3C (ssd1306) or 0x27 (hd44780).
+	Address uint16
+	// Width and Height in pixels (ssd1306); zero: 128 by 64.
+	Width, Height int
+	// Cols and Rows in characters (hd44780); zero: 16 by 2.
+	Cols, Rows int
+}
+
+// A ScreenCloser is an opened display: Close turns it off and releases
+// its bus.
+type ScreenCloser interface {
+	Screen
+	Size() Size
+	Close() error
+}
+
+// OpenScreen loads periph's host drivers, opens the I²C bus and
+// initialises the display c names. key is the configuration section, for
+// errors (e.g. "display").
+func OpenScreen(key string, c ScreenConfig) (ScreenCloser, error) {
+	if c.Driver != "ssd1306" && c.Driver != "hd44780" {
+		return nil, fmt.Errorf("device: %s.driver: %q: want \"ssd1306\" or \"hd44780\"", key, c.Driver)
+	}
+	if c.Bus == "" {
+		c.Bus = "/dev/i2c-1"
+	}
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("device: %s.bus %q: loading the I2C drivers: %w", key, c.Bus, err)
+	}
+	bus, err := i2creg.Open(strings.TrimPrefix(c.Bus, "/dev/i2c-"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s.bus %q: %w (is I2C enabled: dtparam=i2c_arm=on?)", ErrBusNotFound, key, c.Bus, err)
+	}
+	var s ScreenCloser
+	switch c.Driver {
+	case "ssd1306":
+		s, err = NewOLED(bus, cmp.Or(c.Address, 0x3C), cmp.Or(c.Width, 128), cmp.Or(c.Height, 64))
+	case "hd44780":
+		s, err = NewLCD(bus, cmp.Or(c.Address, 0x27), cmp.Or(c.Cols, 16), cmp.Or(c.Rows, 2))
+	}
+	if err != nil {
+		bus.Close()
+		return nil, fmt.Errorf("%w (%s, bus %s)", err, key, c.Bus)
+	}
+	return busScreen{s, bus}, nil
+}
+
+// busScreen closes its bus after its screen.
+type busScreen struct {
+	ScreenCloser
+	bus i2c.BusCloser
+}
+
+func (b busScreen) Close() error {
+	return errors.Join(b.ScreenCloser.Close(), b.bus.Close())
+}

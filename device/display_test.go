@@ -55,6 +55,11 @@ func denied(hhmm, reason string) punch.Event {
 	return punch.Event{At: clockAt(hhmm), Decision: punch.Denied, Reason: reason, CredentialType: roster.Card}
 }
 
+func unsynced(ev punch.Event) punch.Event {
+	ev.Flags = []string{punch.FlagClockUnsynced}
+	return ev
+}
+
 func shift(d time.Duration, flags ...string) *punch.Shift {
 	return &punch.Shift{DurationS: int64(d / time.Second), Flags: flags}
 }
@@ -86,6 +91,9 @@ func TestPunchLines(t *testing.T) {
 			[]string{"Goodbye", "Anna", "OUT 16:31 (10h05)", ""}},
 		{"out, duration unknown: none shown", device.Punch{Event: out("16:31"), Name: "Anna", Shift: shift(0, punch.FlagDurationUnknown)}, lcd2, []string{"Goodbye Anna", "OUT 16:31"}},
 		{"out, no shift (missing_in)", device.Punch{Event: out("16:31"), Name: "Anna"}, lcd2, []string{"Goodbye Anna", "OUT 16:31"}},
+		{"in on an unset clock: no time", device.Punch{Event: unsynced(in("01:00")), Name: "Anna"}, lcd2, []string{"Hello Anna", "IN"}},
+		{"out on an unset clock: the duration still", device.Punch{Event: unsynced(out("01:00")), Name: "Anna", Shift: shift(8*time.Hour + 29*time.Minute)},
+			lcd2, []string{"Goodbye Anna", "OUT (8h29)"}},
 		{"door without attendance", device.Punch{Event: door, Name: "Anna"}, oled, []string{"Welcome", "Anna", "Door open", ""}},
 		{"name folded to ASCII", device.Punch{Event: in("08:02"), Name: " Zoë Çelik-Øster "}, oled, []string{"Good morning", "Zoe Celik-Oster", "IN 08:02", ""}},
 		{"long name cut", device.Punch{Event: in("08:02"), Name: "Maximiliane Oppenheimer"}, oled, []string{"Good morning", "Maximiliane Oppe", "IN 08:02", ""}},
@@ -361,3 +369,34 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+func TestOpenScreenRejects(t *testing.T) {
+	if _, err := device.OpenScreen("display", device.ScreenConfig{Driver: "st7735"}); err == nil || !strings.Contains(err.Error(), "display.driver") {
+		t.Errorf("unknown driver: %v", err)
+	}
+	_, err := device.OpenScreen("display", device.ScreenConfig{Driver: "ssd1306", Bus: "/dev/i2c-99"})
+	if !errors.Is(err, device.ErrBusNotFound) || !strings.Contains(err.Error(), `display.bus "/dev/i2c-99"`) {
+		t.Errorf("no such bus: %v", err)
+	}
+}
+
+// BenchmarkShowPunch is the cost a decision pays for the display: the
+// texts and the hand-over to the drawing goroutine, never the drawing.
+func BenchmarkShowPunch(b *testing.B) {
+	s := &slowScreen{}
+	d, err := device.NewDisplay(device.DisplayOptions{Screen: s, Size: oled, Clock: devicetest.NewClock()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	p := device.Punch{Event: out("16:31"), Name: "Anna de Vries", Shift: shift(8*time.Hour + 29*time.Minute)}
+	b.ReportAllocs()
+	for b.Loop() {
+		d.ShowPunch(p)
+	}
+}
+
+// slowScreen takes a long time to draw, like an LCD on a slow bus.
+type slowScreen struct{}
+
+func (slowScreen) Show([]string) error { time.Sleep(50 * time.Millisecond); return nil }

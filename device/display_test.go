@@ -400,3 +400,32 @@ func BenchmarkShowPunch(b *testing.B) {
 type slowScreen struct{}
 
 func (slowScreen) Show([]string) error { time.Sleep(50 * time.Millisecond); return nil }
+
+// FuzzPunchLines: whatever the name, reason, direction and size, the
+// lines fit the screen and are printable ASCII.
+func FuzzPunchLines(f *testing.F) {
+	f.Add("Anna", punch.Accepted, punch.In, "", int64(0), 16, 2)
+	f.Add("Zoë Çelik", punch.Denied, "", punch.ReasonDoubleIn, int64(0), 20, 4)
+	f.Add("\xff\x00", punch.Accepted, punch.Out, "", int64(36000), 8, 1)
+	f.Fuzz(func(t *testing.T, name, decision, direction, reason string, dur int64, cols, rows int) {
+		s := device.Size{Cols: 8 + abs(cols)%33, Rows: 1 + abs(rows)%4}
+		p := device.Punch{Event: punch.Event{At: clockAt("08:02"), Decision: decision, Direction: direction, Reason: reason},
+			Name: name, Shift: &punch.Shift{DurationS: dur}, OpenSince: clockAt("07:00")}
+		lines := device.PunchLines(p, s)
+		if len(lines) != s.Rows {
+			t.Fatalf("%d lines on %v", len(lines), s)
+		}
+		for _, l := range lines {
+			if len(l) > s.Cols || strings.ContainsFunc(l, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+				t.Fatalf("line %q on %v", l, s)
+			}
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -(n + 1)
+	}
+	return n
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/punchclock/punchclock/clock"
 	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/device"
 	"github.com/punchclock/punchclock/flood"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
@@ -45,6 +46,13 @@ type Feedback interface {
 	Show(readerName string, ev punch.Event)
 }
 
+// Display is a screen at the door (device.Display). Its methods must not
+// block.
+type Display interface {
+	ShowPunch(device.Punch)
+	SetStatus(device.Status)
+}
+
 // Options configure an Agent.
 type Options struct {
 	Config  *config.Config
@@ -62,6 +70,9 @@ type Options struct {
 	// (package clock). Nil: built from the configuration's [clock], on
 	// Now's wall time.
 	Clock *clock.Clock
+	// Display, when set, shows each decision with the person's name,
+	// and the time and whether the terminal is online between them.
+	Display Display
 	// OnDecision, when set, is called after each decision is durable
 	// (benchmarks and the demo use it).
 	OnDecision func(ev punch.Event, sh *punch.Shift)
@@ -371,6 +382,7 @@ func (a *Agent) write(ctx context.Context) {
 	defer prompt.Stop()
 	a.closeExpired(a.opts.Now())
 	a.clockSynced()
+	a.showStatus()
 	for {
 		if d, ok := a.nextPromptDeadline(); ok {
 			prompt.Reset(max(0, d.Sub(a.opts.Now())))
@@ -399,6 +411,7 @@ func (a *Agent) write(ctx context.Context) {
 			a.pins.entry.Expire(now)
 			a.closeExpired(now)
 			a.clockSynced()
+			a.showStatus()
 			continue
 		case <-prompt.C:
 			if ins := a.expirePrompts(a.opts.Now()); len(ins) > 0 {
@@ -482,7 +495,7 @@ func (a *Agent) commit(batch []punchIn, verdicts []flood.Verdict) {
 	}
 	for _, rd := range folded {
 		a.log.Debug("unknown credential folded", "reader", rd.Reader)
-		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
+		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential}, nil)
 	}
 	if len(ptrs) == 0 {
 		return
@@ -502,7 +515,7 @@ func (a *Agent) commit(batch []punchIn, verdicts []flood.Verdict) {
 		}
 		for _, in := range kept {
 			a.log.Error("punch not stored", "reader", in.rd.Reader, "reason", reason, "err", err)
-			a.show(in.rd.Reader, punch.Event{Reader: in.rd.Reader, Decision: punch.Denied, Reason: reason})
+			a.show(in.rd.Reader, punch.Event{Reader: in.rd.Reader, Decision: punch.Denied, Reason: reason}, nil)
 		}
 		return
 	}
@@ -556,12 +569,36 @@ func (a *Agent) recordFolded(sums []flood.Summary) {
 	}
 }
 
-func (a *Agent) show(readerName string, ev punch.Event) {
+// show shows a decision at its reader: the feedback, the reader's own
+// indicator, and the display with the person's name (and, for an exit,
+// the shift it completed). Only the writer calls it: it reads the open
+// entries.
+func (a *Agent) show(readerName string, ev punch.Event, sh *punch.Shift) {
 	if a.opts.Feedback != nil {
 		a.opts.Feedback.Show(readerName, ev)
 	}
 	if ind := a.indicators[readerName]; ind != nil {
 		ind.Indicate(reader.Signal{Accepted: ev.Decision == punch.Accepted})
+	}
+	if d := a.opts.Display; d != nil {
+		p := device.Punch{Event: ev, Shift: sh}
+		if e := a.idx.Load().Employee(ev.EmployeeID); e != nil {
+			p.Name = e.Name
+		}
+		if ev.Reason == punch.ReasonDoubleIn {
+			if o := a.open[ev.EmployeeID]; o != nil {
+				p.OpenSince = o.At
+			}
+		}
+		d.ShowPunch(p)
+	}
+}
+
+// showStatus tells the display whether the terminal is online and its
+// clock set.
+func (a *Agent) showStatus() {
+	if d := a.opts.Display; d != nil {
+		d.SetStatus(device.Status{Online: a.up != nil && a.up.Connected(), ClockSet: a.clk.Now().Synced})
 	}
 }
 
@@ -684,7 +721,7 @@ func (a *Agent) report(out *punch.Outcome) {
 		a.log.Info("shift", "id", sh.ID, "employee", sh.EmployeeID, "payroll_no", sh.PayrollNo,
 			"in", sh.In.Format(time.RFC3339), "out", sh.Out.Format(time.RFC3339), "duration_s", sh.DurationS)
 	}
-	a.show(ev.Reader, ev)
+	a.show(ev.Reader, ev, out.Shift)
 	if a.opts.OnDecision != nil {
 		a.opts.OnDecision(ev, out.Shift)
 	}

@@ -80,7 +80,7 @@ func (a *Agent) prepare(rd reader.Read) []punchIn {
 	out, isPIN, failed := a.pins.key(rd)
 	if failed {
 		a.log.Info("pin entry discarded", "reader", rd.Reader)
-		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential})
+		a.show(rd.Reader, punch.Event{Reader: rd.Reader, Decision: punch.Denied, Reason: punch.ReasonUnknownCredential}, nil)
 	}
 	if !isPIN {
 		return nil
@@ -165,7 +165,7 @@ func (a *Agent) promptKey(p *prompt, rd reader.Read) []punchIn {
 	if typed != "" && !p.emp.HasJobCode(typed) {
 		// Refused on the spot, not stored: the person may type again.
 		a.log.Info("unknown job code", "reader", rd.Reader, "employee", p.emp.ID)
-		a.show(rd.Reader, punch.Event{Reader: rd.Reader, EmployeeID: p.emp.ID, Decision: punch.Denied, Reason: punch.ReasonUnknownJobCode})
+		a.show(rd.Reader, punch.Event{Reader: rd.Reader, EmployeeID: p.emp.ID, Decision: punch.Denied, Reason: punch.ReasonUnknownJobCode}, nil)
 		p.deadline = rd.At.Add(info.cfg.PINTimeout.Duration)
 		return nil
 	}

@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/punchclock/punchclock/config"
+	"github.com/punchclock/punchclock/device"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/reader"
 )
@@ -312,5 +314,59 @@ func TestAgentAutoCloseAndRosterIssues(t *testing.T) {
 	h.d.wait(t, 1)
 	if ev := h.last(t); ev.Direction != punch.In || ev.Decision != punch.Accepted {
 		t.Fatalf("next punch: %+v", ev)
+	}
+}
+
+// fakeDisplay records what the agent shows on a display.
+type fakeDisplay struct {
+	mu     sync.Mutex
+	shown  []device.Punch
+	status []device.Status
+}
+
+func (f *fakeDisplay) ShowPunch(p device.Punch) {
+	f.mu.Lock()
+	f.shown = append(f.shown, p)
+	f.mu.Unlock()
+}
+
+func (f *fakeDisplay) SetStatus(s device.Status) {
+	f.mu.Lock()
+	f.status = append(f.status, s)
+	f.mu.Unlock()
+}
+
+// The display gets each decision with the person's name, the shift of an
+// exit, and for a second arrival the time of the entry still open.
+func TestAgentDisplay(t *testing.T) {
+	dir := t.TempDir()
+	roster := strings.Replace(rulesRoster, `{"id": "A1", "payroll_no": "1"`, `{"id": "A1", "name": "Anna", "payroll_no": "1"`, 1)
+	cfg := rulesConfig(t, dir, "", rdr("in", 0, "direction = \"in\"\n")+rdr("out", 1, "direction = \"out\"\n"))
+	if err := os.WriteFile(cfg.RosterFile, []byte(roster), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDisplay{}
+	h := startAgent(t, cfg, func(o *Options) { o.Display = d })
+	h.badge("in", "0A00000001")
+	h.d.wait(t, 1)
+	entry := h.last(t)
+	h.badge("in", "0A00000001")
+	h.d.wait(t, 1)
+	h.badge("out", "0A00000001")
+	h.d.wait(t, 1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.shown) != 3 || len(d.status) == 0 {
+		t.Fatalf("shown %+v, status %+v", d.shown, d.status)
+	}
+	in, again, out := d.shown[0], d.shown[1], d.shown[2]
+	if in.Name != "Anna" || in.Event.Direction != punch.In || in.Shift != nil {
+		t.Errorf("entry shown %+v", in)
+	}
+	if again.Event.Reason != punch.ReasonDoubleIn || !again.OpenSince.Equal(entry.At) {
+		t.Errorf("second arrival shown %+v, want the entry's time %v", again, entry.At)
+	}
+	if out.Shift == nil || out.Shift.EmployeeID != "A1" || out.Name != "Anna" {
+		t.Errorf("exit shown %+v", out)
 	}
 }

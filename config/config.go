@@ -42,6 +42,7 @@ type Config struct {
 	Pairing    Pairing  `toml:"pairing"`
 	Clock      Clock    `toml:"clock"`
 	HTTP       HTTP     `toml:"http"`
+	Display    Display  `toml:"display"`
 	// NewReaders is the state of a reader this device never ran before:
 	// NewReadersEnabled or NewReadersSuspended.
 	NewReaderState string `toml:"new_readers"`
@@ -476,6 +477,7 @@ func (c *Config) Validate() error {
 		bad("pairing.min_shift", "%v must be at least 0 and less than max_shift (%v)", d, c.Pairing.MaxShift.Duration)
 	}
 	c.HTTP.validate(bad)
+	c.Display.validate(bad)
 	if v := c.Clock.Source; v != ClockKernel && v != ClockTrusted && v != ClockFloor {
 		bad("clock.source", "%q must be \"kernel\", \"trusted\" or \"floor\"", v)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -216,7 +217,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if fb != nil {
 		feedback = fb
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version})
+	disp, closeDisplay, err := buildDisplay(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitUsage
+	}
+	defer closeDisplay()
+	opts := agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version}
+	if disp != nil {
+		opts.Display = disp
+	}
+	a, err := agent.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitFail
@@ -248,6 +259,33 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // whose own table wires no pin uses the shared panel. Doors are the
 // readers of role access or both. Without any pin wired it returns nil
 // and no panel.
+// buildDisplay opens the configured display, if any. closeIt turns it
+// off; it is safe to call twice.
+func buildDisplay(cfg *config.Config, log *slog.Logger) (d *device.Display, closeIt func(), err error) {
+	dc := cfg.Display
+	if dc.Driver == "" {
+		return nil, func() {}, nil
+	}
+	scr, err := device.OpenScreen("display", device.ScreenConfig{Driver: dc.Driver, Bus: dc.Bus, Address: uint16(dc.Address),
+		Width: dc.Width, Height: dc.Height, Cols: dc.Cols, Rows: dc.Rows})
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err = device.NewDisplay(device.DisplayOptions{Screen: scr, Size: scr.Size(), Hold: dc.Hold.Duration,
+		Location: cfg.Location, Logger: log.With("component", "display")})
+	if err != nil {
+		scr.Close()
+		return nil, nil, err
+	}
+	var once sync.Once
+	return d, func() {
+		once.Do(func() {
+			d.Close() // the drawing goroutine first, then the screen
+			scr.Close()
+		})
+	}, nil
+}
+
 func buildFeedback(cfg *config.Config, log *slog.Logger) (*device.Feedback, []*device.Panel, error) {
 	var panels []*device.Panel
 	fail := func(err error) (*device.Feedback, []*device.Panel, error) {

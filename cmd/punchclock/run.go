@@ -42,6 +42,10 @@ commands:
   log -config FILE [-since DATE] [-to DATE] [-level LEVEL] [-json]
                              every decision and shift, and the agent's own
                              actions, warnings and errors, by date
+  diag -config FILE [-test] [-for DURATION]
+                             the agent stopped: each raw read and the decision
+                             it would get (nothing stored); -test plays the
+                             LED, buzzer, relay and display outputs
   log -config FILE -clear [-yes]
                              empty the agent's own log (punches are kept)
   errors -config FILE [-since DATE] [-json]
@@ -77,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "diag":
+		return cmdDiag(args[1:], stdout, stderr)
 	case "enroll":
 		return cmdEnroll(args[1:], stdout, stderr)
 	case "sample-config":

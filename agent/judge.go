@@ -26,14 +26,14 @@ type Judge struct {
 // read-only.
 func NewJudge(cfg *config.Config, db *store.DB) (*Judge, error) {
 	a := &Agent{
-		cfg:        cfg,
-		readers:    map[string]*readerInfo{},
-		prompts:    map[string]*prompt{},
-		dirKeys:    map[string]dirChoice{},
-		keypadOf:   map[string]string{},
-		judged:     map[judgedKey]bool{},
-		policy:     policyOf(cfg.Pairing),
-		opts:       Options{Config: cfg, ClockFloor: cfg.Clock.FloorTime},
+		cfg:      cfg,
+		readers:  map[string]*readerInfo{},
+		prompts:  map[string]*prompt{},
+		dirKeys:  map[string]dirChoice{},
+		keypadOf: map[string]string{},
+		judged:   map[judgedKey]bool{},
+		policy:   policyOf(cfg.Pairing),
+		opts:     Options{Config: cfg, ClockFloor: cfg.Clock.FloorTime},
 	}
 	a.opts.Now = time.Now
 	a.log = slog.New(slog.DiscardHandler)

@@ -19,6 +19,7 @@ import (
 	"github.com/punchclock/punchclock/agent"
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/device"
+	"github.com/punchclock/punchclock/internal/sdnotify"
 	"github.com/punchclock/punchclock/store"
 )
 
@@ -175,13 +176,33 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if fb != nil {
 		feedback = fb
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version})
+	sd, err := sdnotify.New(os.Getenv, os.Getpid())
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitFail
+	}
+	notify := func(state string) {
+		if err := sd.Notify(state); err != nil {
+			log.Warn("systemd notify", "err", err)
+		}
+	}
+	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version,
+		Watchdog: func() { notify(sdnotify.Watchdog) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitFail
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The store is open and the configuration valid: systemd may count
+	// the service as started. The keep-alives come from the agent's
+	// writer loop every 10 s; a WatchdogSec below twice that would
+	// restart a healthy agent.
+	if w := sd.WatchdogInterval(); w > 0 && w < 20*time.Second {
+		log.Warn("systemd WatchdogSec is below 20s, the agent's keep-alives come every 10s", "watchdog", w)
+	}
+	notify(sdnotify.Ready)
+	context.AfterFunc(ctx, func() { notify(sdnotify.Stopping) })
 	// After the first signal the agent shuts down cleanly; a second one
 	// ends the process at once (the journal keeps every decision made).
 	context.AfterFunc(ctx, stop)

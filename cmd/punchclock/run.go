@@ -23,8 +23,12 @@ import (
 	"github.com/punchclock/punchclock/store"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..." (scripts/build-release.sh).
+var (
+	version = "dev"
+	commit  = "unknown"
+)
 
 // Exit codes.
 const (
@@ -78,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(config.Sample)
 		return exitOK
 	case "version":
-		fmt.Fprintln(stdout, "punchclock", version)
+		fmt.Fprintln(stdout, "punchclock", version, commit)
 		return exitOK
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

@@ -3,6 +3,7 @@ package pkgtest
 import (
 	"bufio"
 	"bytes"
+	"debug/buildinfo"
 	"debug/elf"
 	"fmt"
 	"os"
@@ -72,10 +73,23 @@ func TestReleaseBinaries(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		machine elf.Machine
+		goarm   string
 	}{
-		{"armv6", elf.EM_ARM}, {"armv7", elf.EM_ARM}, {"arm64", elf.EM_AARCH64}, {"amd64", elf.EM_X86_64},
+		{"armv6", elf.EM_ARM, "6"}, {"armv7", elf.EM_ARM, "7"}, {"arm64", elf.EM_AARCH64, ""}, {"amd64", elf.EM_X86_64, ""},
 	} {
 		path := filepath.Join(release.dir, "punchclock-linux-"+c.name)
+		bi, err := buildinfo.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settings := map[string]string{}
+		for _, s := range bi.Settings {
+			settings[s.Key] = s.Value
+		}
+		if settings["GOARM"] != c.goarm || settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
+			t.Errorf("%s: built with GOARM=%q CGO_ENABLED=%q -trimpath=%q, want GOARM=%q, no cgo, -trimpath",
+				c.name, settings["GOARM"], settings["CGO_ENABLED"], settings["-trimpath"], c.goarm)
+		}
 		f, err := elf.Open(path)
 		if err != nil {
 			t.Fatal(err)

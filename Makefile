@@ -48,3 +48,13 @@ cross:
 
 clean:
 	rm -rf $(BIN)
+
+# release builds the stripped, stamped binaries of every terminal into
+# dist/ and fails if the armv6 one reaches 10 MiB; deb also packages them
+# (nfpm, packaging/nfpm.yaml). See docs/packaging.md.
+.PHONY: release deb
+release:
+	scripts/build-release.sh $(VERSION)
+
+deb:
+	scripts/build-release.sh -deb $(VERSION)

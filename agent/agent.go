@@ -76,6 +76,10 @@ type Options struct {
 	// OnDecision, when set, is called after each decision is durable
 	// (benchmarks and the demo use it).
 	OnDecision func(ev punch.Event, sh *punch.Shift)
+	// Watchdog, when set, is called from the writer loop every
+	// floodFlush (10 s): a keep-alive that stops when the writer hangs
+	// (cmd/punchclock sends systemd WATCHDOG=1 from it).
+	Watchdog func()
 }
 
 // Agent runs a terminal.
@@ -412,6 +416,9 @@ func (a *Agent) write(ctx context.Context) {
 			a.closeExpired(now)
 			a.clockSynced()
 			a.showStatus()
+			if a.opts.Watchdog != nil {
+				a.opts.Watchdog()
+			}
 			continue
 		case <-prompt.C:
 			if ins := a.expirePrompts(a.opts.Now()); len(ins) > 0 {

@@ -20,12 +20,17 @@ import (
 	"github.com/punchclock/punchclock/agent"
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/device"
+	"github.com/punchclock/punchclock/internal/sdnotify"
 	"github.com/punchclock/punchclock/store"
 	"github.com/punchclock/punchclock/uplink"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..." (scripts/build-release.sh).
+var (
+	version = "dev"
+	commit  = "unknown"
+)
 
 // Exit codes.
 const (
@@ -89,7 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(config.Sample)
 		return exitOK
 	case "version":
-		fmt.Fprintln(stdout, "punchclock", version)
+		fmt.Fprintln(stdout, "punchclock", version, commit)
 		return exitOK
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -229,7 +234,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer closeDisplay()
-	opts := agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version}
+	sd, err := sdnotify.New(os.Getenv, os.Getpid())
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
+		return exitFail
+	}
+	notify := func(state string) {
+		if err := sd.Notify(state); err != nil {
+			log.Warn("systemd notify", "err", err)
+		}
+	}
+	opts := agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version,
+		Watchdog: func() { notify(sdnotify.Watchdog) }}
 	if disp != nil {
 		opts.Display = disp
 	}
@@ -240,6 +256,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The store is open and the configuration valid: systemd may count
+	// the service as started. The keep-alives come from the agent's
+	// writer loop every 10 s; a WatchdogSec below twice that would
+	// restart a healthy agent.
+	if w := sd.WatchdogInterval(); w > 0 && w < 20*time.Second {
+		log.Warn("systemd WatchdogSec is below 20s, the agent's keep-alives come every 10s", "watchdog", w)
+	}
+	notify(sdnotify.Ready)
+	context.AfterFunc(ctx, func() { notify(sdnotify.Stopping) })
 	// After the first signal the agent shuts down cleanly; a second one
 	// ends the process at once (the journal keeps every decision made).
 	context.AfterFunc(ctx, stop)

@@ -7,13 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=${1:-$(git describe --always --dirty 2>/dev/null || echo dev)}
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 go=${GO:-go}
 mkdir -p bin
 
 build() { # GOARCH GOARM suffix
 	local out="bin/punchclock-linux-$3"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$1 GOARM=$2 \
-		"$go" build -trimpath -ldflags "-s -w -X main.version=$version" -o "$out" ./cmd/punchclock
+		"$go" build -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$commit" -o "$out" ./cmd/punchclock
 	printf '%s %d bytes\n' "$out" "$(stat -c %s "$out")"
 }
 

@@ -54,6 +54,8 @@ var rules = []struct {
 }{
 	{"reader", []string{module + "/uplink", module + "/store", module + "/agent", module + "/device", "github.com/eclipse/paho.mqtt.golang", "go.etcd.io/bbolt"}, "readers know nothing of MQTT, storage or feedback"},
 	{"device", []string{module + "/uplink", module + "/store", module + "/agent", module + "/reader", "github.com/eclipse/paho.mqtt.golang", "go.etcd.io/bbolt"}, "devices know nothing of MQTT, storage or readers"},
+	{"internal/sdnotify", []string{module + "/agent", module + "/store", module + "/uplink", module + "/reader", module + "/device"}, "it talks to systemd only"},
+	{"logbook", []string{module + "/agent", module + "/store", module + "/uplink", module + "/reader", module + "/device"}, "a log file, nothing of the terminal"},
 	{"store", []string{module + "/reader", module + "/device", module + "/uplink", module + "/agent", "periph.io", "github.com/tarm/serial", "go.bug.st/serial", "github.com/eclipse/paho.mqtt.golang"}, "the store knows nothing of hardware or MQTT"},
 	{"uplink", []string{module + "/reader", module + "/device", module + "/store", module + "/agent", "periph.io", "github.com/tarm/serial", "go.bug.st/serial"}, "the uplink knows nothing of hardware or of how the outbox is stored"},
 	{"punch", []string{"go.etcd.io/bbolt", "github.com/eclipse/paho.mqtt.golang", "periph.io", "github.com/tarm/serial", module + "/store", module + "/reader"}, "the rules do no I/O"},

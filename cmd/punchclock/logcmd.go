@@ -42,7 +42,7 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 	fromS := fs.String("from", "", "first day (YYYY-MM-DD, in the site's zone) or RFC 3339 time")
 	sinceS := fs.String("since", "", "the same as -from")
 	toS := fs.String("to", "", "last day, inclusive (YYYY-MM-DD) or RFC 3339 time, exclusive")
-	levelS := fs.String("level", "info", "the agent's own lines shown: debug, info, warn or error (punches are always shown)")
+	levelS := fs.String("level", "info", "the agent's own lines shown: debug, info, warn or error (punches are always shown; with -json, the agent's lines, as {\"log\": ...}, only when -level is given)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	clearLog := fs.Bool("clear", false, "empty the agent's own log (punches are kept), after confirmation")
 	yes := fs.Bool("yes", false, "with -clear: do not ask")
@@ -75,8 +75,13 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock log: -level: %v\n", err)
 		return exitUsage
 	}
+	levelGiven := false
+	fs.Visit(func(f *flag.Flag) { levelGiven = levelGiven || f.Name == "level" })
 	var lines []logbook.Entry
-	if err := logbook.Read(cfg.DataDir, from, to, level, func(e logbook.Entry) error {
+	if *asJSON && !levelGiven {
+		// JSON lines stay punch records alone unless the agent's own
+		// lines are asked for (-level): a consumer reads them as such.
+	} else if err := logbook.Read(cfg.DataDir, from, to, level, func(e logbook.Entry) error {
 		lines = append(lines, e)
 		return nil
 	}); err != nil {

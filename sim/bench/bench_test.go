@@ -45,7 +45,7 @@ func TestQuickRun(t *testing.T) {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
 	want := []string{
-		"decision latency p50 / p99 (", "exit punch → shift", "while a roster of", "roster replacement",
+		"decision latency p50 / p99 (", "feedback begins after the credential's last byte", "exit punch → shift", "while a roster of", "roster replacement",
 		"sustained punches/s", "backlog drain", "bytes stored per buffered punch", "start-up: exec → ready, ",
 		"bytes written per punch", "memory: RSS (RssAnon)", "a year of punches (", "start-up: exec → ready on a year",
 		"`punchclock log -from", "binary size",

@@ -1,7 +1,21 @@
 package agent
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -52,4 +66,268 @@ func dialControl(t *testing.T, path string) net.Conn {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// The socket has mode 0660 whatever the umask the agent starts under:
+// a umask of 0 does not open it to everyone, one of 077 does not close
+// it to the agent's group (the technician).
+func TestControlSocketMode(t *testing.T) {
+	for _, umask := range []int{0, 0o077, 0o022} {
+		t.Run(fmt.Sprintf("umask %04o", umask), func(t *testing.T) {
+			old := syscall.Umask(umask)
+			defer syscall.Umask(old)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "punchclock.sock")
+			ln, err := listenControl(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 {
+				t.Fatalf("%s: mode %v, want a socket of mode 0660", path, fi.Mode())
+			}
+			c, err := net.Dial("unix", path)
+			if err != nil {
+				t.Fatalf("dial the socket renamed into place: %v", err)
+			}
+			c.Close()
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 0 {
+				t.Fatalf("left in %s after Close: %v (the socket and the private directory must go)", dir, ents)
+			}
+		})
+	}
+}
+
+// A client sending a 256 MiB line without a newline is answered an
+// error after 64 KiB, and the agent does not grow: before, the line was
+// buffered whole (276 MB resident).
+func TestControlLongLineRefused(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	startAgent(t, cfg)
+	c := dialControl(t, SocketPath(cfg))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	sent := make(chan int64, 1)
+	go func() {
+		var n int64
+		for range (256 << 20) / len(chunk) {
+			k, err := c.Write(chunk)
+			n += int64(k)
+			if err != nil {
+				break // the agent closed the connection
+			}
+		}
+		sent <- n
+	}()
+	var resp controlErr
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		t.Fatalf("no answer to an endless line: %v", err)
+	}
+	n := <-sent
+	runtime.ReadMemStats(&after)
+	if !strings.Contains(resp.Msg, "request longer than 65536 bytes") {
+		t.Fatalf("answer %q, want the request refused as too long", resp.Msg)
+	}
+	// TotalAlloc only grows: it counts what was allocated even if freed
+	// again, so a line buffered whole cannot hide behind a GC.
+	grew := after.TotalAlloc - before.TotalAlloc
+	t.Logf("client sent %d bytes before the agent closed; the process allocated %d KiB meanwhile", n, grew>>10)
+	if grew > 32<<20 {
+		t.Fatalf("the process allocated %d MiB while refusing the line, want < 32 MiB", grew>>20)
+	}
+	if _, err := QueryStatus(cfg); err != nil {
+		t.Fatalf("status after the long line: %v", err)
+	}
+}
+
+// 16 connections are served at once; the 17th is answered an error at
+// once, and the 16 are still served.
+func TestControlConnectionLimit(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	startAgent(t, cfg)
+	var conns []net.Conn
+	for range 16 {
+		c := dialControl(t, SocketPath(cfg))
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// Connections are accepted in order, so the 17th is accepted after
+	// the 16 hold their slots.
+	extra := dialControl(t, SocketPath(cfg))
+	defer extra.Close()
+	extra.SetDeadline(time.Now().Add(2 * time.Second))
+	var resp controlErr
+	if err := json.NewDecoder(extra).Decode(&resp); err != nil {
+		t.Fatalf("17th connection: no answer: %v", err)
+	}
+	if !strings.Contains(resp.Msg, "busy: 16 connections already open") {
+		t.Fatalf("17th connection answered %q, want busy", resp.Msg)
+	}
+	for i, c := range conns {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, "status\n"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		var st Status
+		if err := json.NewDecoder(c).Decode(&st); err != nil || !st.Running {
+			t.Fatalf("connection %d: status %+v, %v", i, st, err)
+		}
+	}
+	if _, err := QueryStatus(cfg); err != nil {
+		t.Fatalf("status once the 16 are done: %v", err)
+	}
+}
+
+// A client that sends nothing is answered an error when its time to
+// send a request is up, and its slot serves the next client.
+func TestControlSilentClientGivesSlotBack(t *testing.T) {
+	dir := t.TempDir()
+	h := startAgent(t, testConfig(t, dir))
+	path := filepath.Join(dir, "t.sock")
+	serveTestControl(t, h.a, path, controlLimits{maxLine: controlMaxLine, maxConns: 1, lineTimeout: 200 * time.Millisecond}, nil)
+
+	silent := dialControl(t, path)
+	defer silent.Close()
+	silent.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	var resp controlErr
+	if err := json.NewDecoder(silent).Decode(&resp); err != nil {
+		t.Fatalf("silent client: %v", err)
+	}
+	if !strings.Contains(resp.Msg, "no request line within 200ms") {
+		t.Fatalf("silent client answered %q", resp.Msg)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("silent client held its slot %v", d)
+	}
+	// The only slot is free again (the handler removes the connection
+	// once it has closed it: allow it that moment).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := statusAt(path)
+		if err == nil && st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the silent client: %+v, %v", st, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failingListener fails its first n Accepts as a process out of file
+// descriptors does (EMFILE), then accepts.
+type failingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// A failed accept does not stop the socket: the client waiting in the
+// backlog is served once accepting works again.
+func TestControlAcceptErrorRetried(t *testing.T) {
+	dir := t.TempDir()
+	var logs lockedBuffer
+	h := startAgent(t, testConfig(t, dir), func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	path := filepath.Join(dir, "t.sock")
+	serveTestControl(t, h.a, path, controlDefaults(), func(ln net.Listener) net.Listener {
+		fl := &failingListener{Listener: ln}
+		fl.n.Store(6)
+		return fl
+	})
+	st, err := statusAt(path)
+	if err != nil || !st.Running {
+		t.Fatalf("status after 6 failed accepts: %+v, %v", st, err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "control socket: accept failed; retrying") || !strings.Contains(out, "failed_accepts=6") {
+		t.Fatalf("log does not tell of the failures and the recovery:\n%s", out)
+	}
+}
+
+// serveTestControl serves a's control requests on a socket of its own
+// at path, within lim, until the test ends; wrap, when set, wraps the
+// listener.
+func serveTestControl(t *testing.T, a *Agent, path string, lim controlLimits, wrap func(net.Listener) net.Listener) {
+	t.Helper()
+	ln, err := listenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.serveControlWith(ctx, ln, lim)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// statusAt asks for status on the socket at path.
+func statusAt(path string) (Status, error) {
+	var st Status
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "status\n"); err != nil {
+		return st, err
+	}
+	var raw json.RawMessage
+	if err := json.NewDecoder(c).Decode(&raw); err != nil {
+		return st, err
+	}
+	var e controlErr
+	if json.Unmarshal(raw, &e) == nil && e.Msg != "" {
+		return st, errors.New(e.Msg)
+	}
+	err = json.Unmarshal(raw, &st)
+	return st, err
+}
+
+// lockedBuffer is a log destination safe for the agent's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -330,4 +332,105 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestControlHelperClient is not a test of its own: TestControlPeerCheck
+// runs this test binary as another user with PUNCHCLOCK_CTL_SOCKET set,
+// and this asks for status there and prints what happened.
+func TestControlHelperClient(t *testing.T) {
+	path := os.Getenv("PUNCHCLOCK_CTL_SOCKET")
+	if path == "" {
+		return
+	}
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		fmt.Printf("dial: %v\n", err)
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "status\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	fmt.Printf("answer: %s\n", strings.TrimSpace(line))
+	if err != nil {
+		fmt.Printf("read: %v\n", err)
+	}
+}
+
+// Clients run as other users: the socket's mode keeps out a user
+// outside the agent's group; a member of the group (primary, or
+// supplementary as read from /proc) is served; and with the mode opened
+// wide (by mistake), SO_PEERCRED still refuses the stranger, with a
+// warning naming its uid and pid. The agent runs as root, so its group
+// is 0. It needs root to run clients as other users.
+func TestControlPeerCheck(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("runs clients as other users (syscall.Credential): run as root")
+	}
+	// Everything the clients need is reachable by every user: the
+	// test's directory, the data directory, a copy of this test binary.
+	base, err := os.MkdirTemp("", "ctlpeer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "agent.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, base)
+	var logs lockedBuffer
+	startAgent(t, cfg, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	sock := SocketPath(cfg)
+	dialControl(t, sock).Close()
+	if err := os.Chmod(cfg.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	client := func(cred *syscall.Credential) string {
+		t.Helper()
+		cmd := exec.Command(bin, "-test.run=^TestControlHelperClient$")
+		cmd.Env = append(os.Environ(), "PUNCHCLOCK_CTL_SOCKET="+sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("client as uid %d: %v\n%s", cred.Uid, err, out)
+		}
+		for l := range strings.Lines(string(out)) {
+			if strings.HasPrefix(l, "dial: ") || strings.HasPrefix(l, "answer: ") {
+				return strings.TrimSpace(l)
+			}
+		}
+		t.Fatalf("client as uid %d said nothing:\n%s", cred.Uid, out)
+		return ""
+	}
+	cases := []struct {
+		name string
+		cred syscall.Credential
+		want string
+	}{
+		{"outside the group: the mode refuses", syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}, "permission denied"},
+		{"supplementary member of the group", syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{nobody, 0}}, `"running":true`},
+		{"primary member of the group", syscall.Credential{Uid: nobody, Gid: 0, Groups: []uint32{}}, `"running":true`},
+	}
+	for _, c := range cases {
+		if got := client(&c.cred); !strings.Contains(got, c.want) {
+			t.Fatalf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	got := client(&syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}})
+	if !strings.Contains(got, "control socket: uid 65534 (pid ") || !strings.Contains(got, "refused: only root, the agent's user (uid 0) and members of its group (gid 0)") {
+		t.Fatalf("stranger on a socket of mode 0666: %s, want refused by its credentials", got)
+	}
+	if out := logs.String(); !strings.Contains(out, "level=WARN msg=\"control socket: client refused\" uid=65534 gid=65534 pid=") {
+		t.Fatalf("no warning naming the refused client:\n%s", out)
+	}
 }

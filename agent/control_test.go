@@ -434,3 +434,123 @@ func TestControlPeerCheck(t *testing.T) {
 		t.Fatalf("no warning naming the refused client:\n%s", out)
 	}
 }
+
+// TestControlHelperAgent is not a test of its own: TestControlEMFILE runs
+// this test binary with PUNCHCLOCK_CTL_AGENT set to a directory, and
+// this runs an agent there with only a few file descriptors to spare,
+// logging to stderr, until stdin closes.
+func TestControlHelperAgent(t *testing.T) {
+	dir := os.Getenv("PUNCHCLOCK_CTL_AGENT")
+	if dir == "" {
+		return
+	}
+	startAgent(t, testConfig(t, dir), func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	})
+	dialControl(t, SocketPath(testConfig(t, dir))).Close()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	lim.Cur = uint64(len(fds)) + 2 // ReadDir's own descriptor is closed again: 3 to spare
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+}
+
+// A process out of file descriptors fails accept (EMFILE). The socket
+// must come back once descriptors are free again: before, the accept
+// loop ended at the first failure and every later `status` hung. The
+// agent runs in a process of its own whose RLIMIT_NOFILE leaves it 3
+// descriptors to spare; 10 clients connect and stay silent.
+func TestControlEMFILE(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestControlHelperAgent$")
+	cmd.Env = append(os.Environ(), "PUNCHCLOCK_CTL_AGENT="+dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			stdin.Close()
+			cmd.Wait()
+		}
+	})
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("helper said %q", line)
+		}
+		ready <- err
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("helper agent: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("helper agent not ready:\n%s", stderr.String())
+	}
+	sock := SocketPath(testConfig(t, dir))
+	var clients []net.Conn
+	for range 10 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	waitFor := func(what, s string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(stderr.String(), s) {
+			if time.Now().After(deadline) {
+				t.Fatalf("agent never logged %s:\n%s", what, stderr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("running out of descriptors", "too many open files")
+	for _, c := range clients {
+		c.Close()
+	}
+	var (
+		st   Status
+		err2 error
+	)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err2 = statusAt(sock); err2 == nil && st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status once descriptors are free: %+v, %v\n%s", st, err2, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor("accepting again", "control socket: accepting again")
+	stdin.Close()
+	exited = true
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper agent: %v\n%s", err, stderr.String())
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/punchclock/punchclock/reader"
 )
 
 // A technician's client that is connected but silent (or a
@@ -552,5 +554,85 @@ func TestControlEMFILE(t *testing.T) {
 	exited = true
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("helper agent: %v\n%s", err, stderr.String())
+	}
+}
+
+// slowSensor is a fingerprint sensor whose enrolment lasts until the
+// test releases it or its context ends (the client went away).
+type slowSensor struct {
+	chanReader
+	started  chan struct{}
+	release  chan struct{}
+	canceled chan error
+}
+
+var _ reader.Enroller = (*slowSensor)(nil)
+
+func (s *slowSensor) Enroll(ctx context.Context, taken func(int) bool) (int, error) {
+	s.started <- struct{}{}
+	select {
+	case <-s.release:
+		return 6, nil
+	case <-ctx.Done():
+		s.canceled <- ctx.Err()
+		return 0, ctx.Err()
+	}
+}
+
+func (s *slowSensor) Erase(context.Context, []int) error { return nil }
+
+// `punchclock enroll` keeps its connection open, silent, while the
+// sensor works, for longer than a client has to send its request: the
+// request line is bounded in time, not the enrolment. A client that
+// goes away still cancels the enrolment.
+func TestControlEnrollOutlivesTheRequestTimeout(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	os.WriteFile(cfg.RosterFile, []byte(`{"version": 1, "employees": [{"id": "A", "biometric_consent": true}]}`), 0o644)
+	sensor := &slowSensor{chanReader: chanReader{name: "tog", reads: make(chan reader.Read)},
+		started: make(chan struct{}, 1), release: make(chan struct{}), canceled: make(chan error, 1)}
+	h := startAgent(t, cfg, func(o *Options) {
+		for i, r := range o.Readers {
+			if r.Name() == "tog" {
+				o.Readers[i] = sensor
+			}
+		}
+	})
+	const lineTimeout = 100 * time.Millisecond
+	path := filepath.Join(dir, "t.sock")
+	serveTestControl(t, h.a, path, controlLimits{maxLine: controlMaxLine, maxConns: 4, lineTimeout: lineTimeout}, nil)
+
+	c := dialControl(t, path)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "enroll tog A\n")
+	<-sensor.started
+	// The sensor works for three request timeouts (a real one takes
+	// seconds); the kernel's deadline cannot be given a fake clock.
+	time.Sleep(3 * lineTimeout)
+	sensor.release <- struct{}{}
+	var resp struct {
+		Enrolment
+		controlErr
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		t.Fatalf("enroll answer: %v", err)
+	}
+	// Offline, the enrolment is made but not published: the error says so.
+	if resp.Credential.Value != "6" || resp.EmployeeID != "A" {
+		t.Fatalf("enroll answered %+v, want page 6 for A", resp)
+	}
+
+	c2 := dialControl(t, path)
+	io.WriteString(c2, "enroll tog A\n")
+	<-sensor.started
+	c2.Close()
+	select {
+	case err := <-sensor.canceled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("enrolment ended by %v, want cancelled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the enrolment went on after its client went away")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -142,29 +141,9 @@ func controlDefaults() controlLimits {
 	return controlLimits{maxLine: controlMaxLine, maxConns: controlMaxConns, lineTimeout: controlLineTimeout}
 }
 
-// controlListener is the control socket's listener; Close removes the
-// socket file (which was renamed into place, so the listener's own
-// unlink would name the wrong path).
-type controlListener struct {
-	*net.UnixListener
-	path string
-	once sync.Once
-}
-
-func (l *controlListener) Close() error {
-	err := l.UnixListener.Close()
-	l.once.Do(func() { os.Remove(l.path) })
-	return err
-}
-
 // listenControl listens on a unix socket, replacing a stale one left by
 // an agent that was killed (one nobody answers on). The socket has mode
-// 0660 whatever the umask: it is bound in a new directory of mode 0700,
-// given its mode there and only then renamed into place, so there is no
-// moment at which another user could connect. (A chmod after binding in
-// place would leave such a moment; changing the umask would change it
-// for the whole process, and a socket's fchmod before bind does not
-// reach the file on Linux.)
+// 0660 whatever the umask (listenUnix0660).
 func listenControl(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
@@ -173,26 +152,7 @@ func listenControl(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	tmp := filepath.Join(dir, "s")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
-	if err != nil {
-		return nil, err
-	}
-	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return &controlListener{UnixListener: ln, path: path}, nil
+	return listenUnix0660(path)
 }
 
 // peer is a control client as the kernel saw it connect.

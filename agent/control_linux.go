@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -95,4 +96,44 @@ func peerGroups(pid int32, uid uint32) ([]uint32, error) {
 		return nil, errors.New("agent: control socket: " + path + " has no Uid: or Groups: line")
 	}
 	return groups, nil
+}
+
+// listenUnix0660 binds a unix socket of mode 0660 whatever the process's
+// umask. The bind runs on a thread of its own that unshares its file
+// system attributes (CLONE_FS) and so gets a umask of its own (0117):
+// the socket is created with its mode, with no moment at which another
+// user could connect. Changing the process's umask would change it for
+// every goroutine creating files meanwhile; a chmod after binding leaves
+// such a moment; a socket's fchmod before bind does not reach the file
+// on Linux; binding in a private directory and renaming needs a free
+// block for the directory, which a full disk does not have. The thread
+// is never unlocked, so it ends with the goroutine and its umask with
+// it. Where unshare is refused (a seccomp filter), the socket is bound
+// under the process's umask and then chmodded: the peer check still
+// refuses anyone who connects in between.
+func listenUnix0660(path string) (net.Listener, error) {
+	type result struct {
+		ln  *net.UnixListener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Unshare(unix.CLONE_FS) == nil {
+			unix.Umask(0o117)
+		} else {
+			runtime.UnlockOSThread()
+		}
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		ch <- result{ln, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		r.ln.Close()
+		return nil, err
+	}
+	return r.ln, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,8 +108,42 @@ func (a *Agent) readerStatus() []ReaderStatus {
 	return out
 }
 
+// The control socket's bounds. Only the technician's commands and the
+// agent's own tools use the socket, so the numbers are small: a request
+// is one short line, and a handful of clients at once is a lot.
+const (
+	// controlMaxLine bounds a request line (newline included): a client
+	// that sends more is answered an error, so a line without end cannot
+	// grow the agent.
+	controlMaxLine = 64 << 10
+	// controlMaxConns bounds the connections served at once; one more is
+	// answered an error and closed at once.
+	controlMaxConns = 16
+	// controlLineTimeout is how long a client has, from connecting, to
+	// send its request line, so that a silent client gives its slot
+	// back.
+	controlLineTimeout = 5 * time.Second
+	// controlAnswerTimeout bounds writing a one-line answer.
+	controlAnswerTimeout = 5 * time.Second
+	// controlBackoffMax is the longest wait between failed accepts.
+	controlBackoffMax = time.Second
+)
+
+// controlLimits are the bounds serveControlWith applies; tests shrink
+// them.
+type controlLimits struct {
+	maxLine     int
+	maxConns    int
+	lineTimeout time.Duration
+}
+
+func controlDefaults() controlLimits {
+	return controlLimits{maxLine: controlMaxLine, maxConns: controlMaxConns, lineTimeout: controlLineTimeout}
+}
+
 // listenControl listens on a unix socket, replacing a stale one left by
-// an agent that was killed (one nobody answers on).
+// an agent that was killed (one nobody answers on). The socket has mode
+// 0660 whatever the umask (listenUnix0660).
 func listenControl(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
@@ -117,7 +152,45 @@ func listenControl(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	return net.Listen("unix", path)
+	return listenUnix0660(path)
+}
+
+// peer is a control client as the kernel saw it connect.
+type peer struct {
+	known    bool // false where the platform cannot tell
+	pid      int32
+	uid, gid uint32
+}
+
+// allowPeer admits root, the agent's own user, and members of the
+// agent's group (as primary or supplementary group): the technician
+// (sudo, or a user added to the group) and the agent's own commands.
+// The error is the line the client is answered.
+func allowPeer(p peer) error {
+	if !p.known {
+		return nil
+	}
+	uid, gid := agentIDs()
+	if p.uid == 0 || p.uid == uid || p.gid == gid {
+		return nil
+	}
+	groups, err := peerGroups(p.pid, p.uid)
+	if err != nil {
+		return fmt.Errorf("control socket: uid %d (pid %d) refused: its groups cannot be read: %w", p.uid, p.pid, err)
+	}
+	if slices.Contains(groups, gid) {
+		return nil
+	}
+	return fmt.Errorf("control socket: uid %d (pid %d) refused: only root, the agent's user (uid %d) and members of its group (gid %d) may use it", p.uid, p.pid, uid, gid)
+}
+
+// refuse answers c one error line and closes it. The line is written
+// into an empty socket buffer, so the short deadline only guards
+// against the impossible.
+func refuse(c net.Conn, err error) {
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	json.NewEncoder(c).Encode(controlError(err))
+	c.Close()
 }
 
 // serveControl answers one-line requests: "status", and
@@ -128,6 +201,15 @@ func listenControl(path string) (net.Listener, error) {
 // the listener and every open connection are closed, and serveControl
 // returns once their handlers have.
 func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
+	a.serveControlWith(ctx, ln, controlDefaults())
+}
+
+// serveControlWith is serveControl within lim. A failed accept (EMFILE:
+// the process is out of file descriptors; ENFILE; ENOBUFS) is waited out
+// with a backoff, from 5 ms doubling to a second, and accepting goes on:
+// the clients waiting in the backlog are served once descriptors are
+// free again. Only the listener's closing ends the loop.
+func (a *Agent) serveControlWith(ctx context.Context, ln net.Listener, lim controlLimits) {
 	var (
 		mu    sync.Mutex
 		conns = map[net.Conn]bool{}
@@ -143,10 +225,32 @@ func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
 	})
 	defer stop()
 	defer wg.Wait()
+	var (
+		failed int
+		delay  time.Duration
+	)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			return
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if failed++; failed == 1 {
+				a.log.Warn("control socket: accept failed; retrying", "err", err)
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), controlBackoffMax)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if failed > 0 {
+			a.log.Info("control socket: accepting again", "failed_accepts", failed)
+			failed, delay = 0, 0
 		}
 		mu.Lock()
 		if ctx.Err() != nil {
@@ -154,12 +258,18 @@ func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
 			c.Close()
 			return
 		}
+		if len(conns) >= lim.maxConns {
+			mu.Unlock()
+			a.log.Warn("control socket: connection refused: too many open", "max", lim.maxConns)
+			refuse(c, fmt.Errorf("control socket: busy: %d connections already open, try again", lim.maxConns))
+			continue
+		}
 		conns[c] = true
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.handleControl(ctx, c)
+			a.handleControl(ctx, c, lim)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -167,13 +277,44 @@ func (a *Agent) serveControl(ctx context.Context, ln net.Listener) {
 	}
 }
 
-func (a *Agent) handleControl(ctx context.Context, c net.Conn) {
+// errLineTooLong is a request line over the limit.
+var errLineTooLong = errors.New("request line too long")
+
+// readRequest reads one request line of at most max bytes (newline
+// included); it never buffers more than that.
+func readRequest(c net.Conn, max int) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(c, int64(max)+1)).ReadString('\n')
+	if len(line) > max {
+		return "", errLineTooLong
+	}
+	return line, err
+}
+
+func (a *Agent) handleControl(ctx context.Context, c net.Conn, lim controlLimits) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
+	p, err := peerOf(c)
+	if err == nil {
+		err = allowPeer(p)
+	}
 	if err != nil {
+		a.log.Warn("control socket: client refused", "uid", p.uid, "gid", p.gid, "pid", p.pid, "err", err)
+		refuse(c, err)
 		return
 	}
+	c.SetDeadline(time.Now().Add(lim.lineTimeout))
+	line, err := readRequest(c, lim.maxLine)
+	switch {
+	case errors.Is(err, errLineTooLong):
+		a.log.Warn("control socket: request refused: line too long", "max_bytes", lim.maxLine, "uid", p.uid, "pid", p.pid)
+		refuse(c, fmt.Errorf("control socket: request longer than %d bytes refused", lim.maxLine))
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		refuse(c, fmt.Errorf("control socket: no request line within %v", lim.lineTimeout))
+		return
+	case err != nil:
+		return
+	}
+	c.SetDeadline(time.Now().Add(controlAnswerTimeout))
 	var resp any
 	cmd := strings.TrimSpace(line)
 	if rest, ok := strings.CutPrefix(cmd, "log "); ok {

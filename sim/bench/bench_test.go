@@ -111,9 +111,9 @@ func TestOnlyRunsTheNamedStep(t *testing.T) {
 	if !slices.Equal(steps, want) {
 		t.Errorf("steps %q, want %q", steps, want)
 	}
-	if len(rep.Rows) != 2 || !strings.HasPrefix(rep.Rows[0].Figure, "decision latency") ||
-		!strings.HasPrefix(rep.Rows[1].Figure, "exit punch → shift") {
-		t.Errorf("rows %+v, want the decision latency and exit → shift only", rep.Rows)
+	if len(rep.Rows) != 3 || !strings.HasPrefix(rep.Rows[0].Figure, "decision latency") ||
+		!strings.HasPrefix(rep.Rows[1].Figure, "feedback begins") || !strings.HasPrefix(rep.Rows[2].Figure, "exit punch → shift") {
+		t.Errorf("rows %+v, want the decision latency, the feedback and exit → shift only", rep.Rows)
 	}
 	if !bytes.HasPrefix(tr.Bytes(), []byte("go 1.")) || tr.Len() < 1024 {
 		t.Errorf("trace of the decision loop: %d bytes starting %q, want an execution trace", tr.Len(), tr.Bytes()[:min(tr.Len(), 16)])

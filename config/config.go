@@ -41,6 +41,8 @@ type Config struct {
 	Feedback   Feedback `toml:"feedback"`
 	Pairing    Pairing  `toml:"pairing"`
 	Clock      Clock    `toml:"clock"`
+	Roster     Roster   `toml:"roster"`
+	Commands   Commands `toml:"commands"`
 	// NewReaders is the state of a reader this device never ran before:
 	// NewReadersEnabled or NewReadersSuspended.
 	NewReaderState string `toml:"new_readers"`
@@ -300,6 +302,8 @@ func Default() *Config {
 			MaxShift: Duration{DefaultMaxShift}},
 		NewReaderState: NewReadersEnabled,
 		Clock:          Clock{Source: ClockKernel, Floor: DefaultClockFloor},
+		Roster:         Roster{Refresh: DefaultRosterRefresh},
+		Commands:       Commands{MaxAge: Duration{DefaultCommandMaxAge}},
 	}
 }
 
@@ -490,6 +494,7 @@ func (c *Config) Validate() error {
 	if d := c.Feedback.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
 		bad("feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)
 	}
+	c.validateRemote(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}

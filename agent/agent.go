@@ -64,6 +64,12 @@ type Options struct {
 	// OnDecision, when set, is called after each decision is durable
 	// (benchmarks and the demo use it).
 	OnDecision func(ev punch.Event, sh *punch.Shift)
+	// LogLevel, when set, is the level of Logger's handler: the remote
+	// set_log_level command changes it. Nil: the command is refused.
+	LogLevel *slog.LevelVar
+	// Door opens a reader's door for the remote open command. Nil: the
+	// command is refused (commands.go).
+	Door Door
 }
 
 // Agent runs a terminal.
@@ -130,6 +136,8 @@ type Agent struct {
 
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
+	// restart is poked by the remote restart command (commands.go).
+	restart chan struct{}
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -162,6 +170,7 @@ func New(opts Options) (*Agent, error) {
 		policy:     policyOf(cfg.Pairing),
 		judged:     map[judgedKey]bool{},
 		reads:      make(chan reader.Read, 64),
+		restart:    make(chan struct{}, 1),
 	}
 	a.rosters.ready = make(chan struct{}, 1)
 	a.erase = eraser{pending: map[int]bool{}, wake: make(chan struct{}, 1)}
@@ -230,6 +239,8 @@ func New(opts Options) (*Agent, error) {
 			OnRoster:    a.rosters.put,
 			OnAcks:      a.onAcks,
 			OnAcked:     a.onAcked,
+			OnCommand:   a.onCommand,
+			OnConnect:   a.onConnect,
 			Logger:      a.log.With("component", "uplink"),
 		})
 		if err != nil {
@@ -250,7 +261,8 @@ func SocketPath(cfg *config.Config) string {
 }
 
 // Run starts the readers, the writer, the uplink and the control socket,
-// and blocks until ctx is done. It then stops everything it started.
+// and blocks until ctx is done or a remote restart command came (it then
+// returns ErrRestart). It then stops everything it started.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -258,7 +270,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: control socket: %w", err)
 	}
-	a.wg.Add(5)
+	a.wg.Add(6)
+	go func() {
+		defer a.wg.Done()
+		a.refreshLoop(ctx)
+	}()
 	go func() {
 		defer a.wg.Done()
 		a.eraseLoop(ctx)
@@ -310,12 +326,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("ready", "device", a.cfg.DeviceID, "readers", len(a.opts.Readers),
 		"roster_version", st.RosterVersion, "pending", st.Pending, "online", a.up != nil)
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-a.restart:
+		a.log.Warn("restarting: requested by a remote command")
+		runErr = ErrRestart
+		cancel()
+	}
 	readersWG.Wait()
 	stopWriter()
 	<-writerDone
 	a.wg.Wait()
-	return nil
+	return runErr
 }
 
 // Close stops the uplink and closes the store. Run must have returned.
@@ -753,6 +776,13 @@ func (a *Agent) applyRoster(b []byte, source string) {
 		// expected after the first sync: not an error to show forever.
 		a.log.Info("roster_file is older than the stored roster; keeping the stored one", "source", source, "err", err)
 		return
+	}
+	if source == "mqtt roster" {
+		var v int64
+		if r != nil {
+			v = r.Version
+		}
+		a.noteRosterUpdate(v, err)
 	}
 	if err != nil {
 		msg := fmt.Sprintf("%s rejected at %s: %v", source, a.opts.Now().Format(time.RFC3339), err)

@@ -30,6 +30,10 @@ const (
 	exitOK    = 0
 	exitFail  = 1
 	exitUsage = 2
+	// exitRestart follows a remote restart command (EX_TEMPFAIL): the
+	// agent stopped cleanly and asks its supervisor (systemd,
+	// Restart=always) to start it again.
+	exitRestart = 75
 )
 
 const usage = `usage: punchclock <command> [flags]
@@ -37,6 +41,9 @@ const usage = `usage: punchclock <command> [flags]
 commands:
   run -config FILE           run the agent
   status -config FILE [-json] roster, outbox, open entries, last uplink
+  present -config FILE [-json]
+                             who is clocked in now, per department, with
+                             the time of entry (works offline: a roll call)
   log -config FILE [-from DATE] [-to DATE] [-json]
                              every decision and shift, filtered by date
   errors -config FILE [-since DATE] [-json]
@@ -63,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "present":
+		return cmdPresent(args[1:], stdout, stderr)
 	case "log":
 		return cmdLog(args[1:], stdout, stderr)
 	case "errors":
@@ -152,7 +161,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock run: -log-level: %v\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// A LevelVar, so that the remote set_log_level command can change it.
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	readers, err := cfg.NewReaders(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
@@ -175,7 +187,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if fb != nil {
 		feedback = fb
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version})
+	a, err := agent.New(agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, LogLevel: lv, Version: version})
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)
 		return exitFail
@@ -193,6 +205,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// outputs off before reporting, so no door is left unlocked.
 	if err := closePanels(); err != nil && runErr == nil {
 		runErr = err
+	}
+	if errors.Is(runErr, agent.ErrRestart) {
+		fmt.Fprintf(stderr, "punchclock run: %v: exiting %d for the supervisor to start it again\n", runErr, exitRestart)
+		return exitRestart
 	}
 	if runErr != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", runErr)

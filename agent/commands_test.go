@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/punchclock/punchclock/internal/testbroker"
 )
 
 // countingDoor records the doors opened.
@@ -174,5 +176,30 @@ func TestPresentOf(t *testing.T) {
 	p := presentOf(nil, nil, time.Now(), ams)
 	if p.Total != 0 || p.Departments == nil {
 		t.Errorf("empty roll call = %+v (departments must encode as [])", p)
+	}
+}
+
+// The daily roster request goes out at roster.refresh, local time: the
+// agent's clock is set two seconds before 04:30 in Amsterdam.
+func TestDailyRosterRequest(t *testing.T) {
+	b := testbroker.Start(t)
+	reqs := b.Subscribe(t, "punchclock/t1/roster/request")
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.MQTT.Broker = b.URL()
+	target := time.Date(2026, 12, 4, 4, 29, 56, 0, cfg.Location)
+	offset := time.Until(target)
+	h := startAgent(t, cfg, func(o *Options) {
+		o.Now = func() time.Time { return time.Now().Add(offset) }
+	})
+	ms := reqs.WaitUntil(t, 15*time.Second, "the daily request", func(ms []testbroker.Message) bool { return len(ms) > 0 })
+	var rq map[string]any
+	if err := json.Unmarshal(ms[0].Payload, &rq); err != nil || rq["reason"] != "daily" || rq["device_id"] != "t1" || rq["roster_version"] != float64(1) {
+		t.Fatalf("request = %s", ms[0].Payload)
+	}
+	st, err := h.a.db.Status()
+	if err != nil || st.LastRosterRequest == nil || st.LastRosterRequest.Reason != "daily" ||
+		st.LastRosterRequest.At.In(cfg.Location).Format("15:04") != "04:30" {
+		t.Fatalf("last_roster_request = %+v (%v)", st.LastRosterRequest, err)
 	}
 }

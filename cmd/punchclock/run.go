@@ -325,6 +325,16 @@ func printStatus(w io.Writer, st agent.Status) {
 	if st.RosterError != "" {
 		fmt.Fprintf(w, "roster error:    %s\n", st.RosterError)
 	}
+	if r := st.LastRosterRequest; r != nil {
+		fmt.Fprintf(w, "roster request:  %s (%s) %s\n", r.At.Local().Format(time.RFC3339), r.Reason, r.ID)
+	}
+	if u := st.LastRosterUpdate; u != nil {
+		outcome := "loaded"
+		if u.Error != "" {
+			outcome = "rejected: " + u.Error
+		}
+		fmt.Fprintf(w, "roster update:   %s version %d %s\n", u.At.Local().Format(time.RFC3339), u.Version, outcome)
+	}
 	fmt.Fprintf(w, "outbox pending:  %d\n", st.Pending)
 	if st.Unconfirmed > 0 {
 		fmt.Fprintf(w, "unconfirmed:     %d, oldest %s\n", st.Unconfirmed, st.OldestUnconfirmed.Local().Format(time.RFC3339))

@@ -197,7 +197,13 @@ func TestDailyRosterRequest(t *testing.T) {
 	if err := json.Unmarshal(ms[0].Payload, &rq); err != nil || rq["reason"] != "daily" || rq["device_id"] != "t1" || rq["roster_version"] != float64(1) {
 		t.Fatalf("request = %s", ms[0].Payload)
 	}
+	// Recorded just after the publish.
+	deadline := time.Now().Add(5 * time.Second)
 	st, err := h.a.db.Status()
+	for err == nil && st.LastRosterRequest == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		st, err = h.a.db.Status()
+	}
 	if err != nil || st.LastRosterRequest == nil || st.LastRosterRequest.Reason != "daily" ||
 		st.LastRosterRequest.At.In(cfg.Location).Format("15:04") != "04:30" {
 		t.Fatalf("last_roster_request = %+v (%v)", st.LastRosterRequest, err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/internal/testbroker"
 )
 
@@ -208,4 +209,42 @@ func TestDailyRosterRequest(t *testing.T) {
 		st.LastRosterRequest.At.In(cfg.Location).Format("15:04") != "04:30" {
 		t.Fatalf("last_roster_request = %+v (%v)", st.LastRosterRequest, err)
 	}
+}
+
+// Whatever arrives on the commands topic, the agent answers with a JSON
+// object carrying a string id and a boolean ok, and never panics.
+func FuzzOnCommand(f *testing.F) {
+	for _, s := range []string{`not json`, `null`, `[]`, `{"id":5}`, `{"id":"a","cmd":"status"}`,
+		`{"id":"b","cmd":"open","reader":"in","at":"2026-12-04T09:00:00Z"}`, `{"id":"c","cmd":"replay","record":"all"}`,
+		`{"id":"d","cmd":"set_log_level","level":"debug"}`, `{"id":"e","cmd":"suspend_reader","reader":"x"}`,
+		`{"id":"f","cmd":"restart"}`, `{"id":"g","cmd":"present","at":"2026-12-04T09:00:00+01:00"}`} {
+		f.Add([]byte(s))
+	}
+	cfg, err := config.Parse("fuzz.toml", []byte(`device_id = "t1"
+data_dir = "`+f.TempDir()+`"
+[[readers]]
+name = "in"
+driver = "rdm6300"
+port = "/dev/null0"
+`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	a, err := New(Options{Config: cfg, LogLevel: new(slog.LevelVar)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { a.Close() })
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var r map[string]any
+		if err := json.Unmarshal(a.onCommand(payload), &r); err != nil {
+			t.Fatalf("reply to %q is not JSON: %v", payload, err)
+		}
+		if _, ok := r["id"].(string); !ok {
+			t.Fatalf("reply to %q has no string id: %v", payload, r)
+		}
+		if _, ok := r["ok"].(bool); !ok {
+			t.Fatalf("reply to %q has no boolean ok: %v", payload, r)
+		}
+	})
 }

@@ -83,29 +83,30 @@ func (r reply) MarshalJSON() ([]byte, error) {
 // malformed, stale): the reply says so.
 var errCommand = errors.New("command refused")
 
-// onCommand runs one remote command and returns its reply. It is called
+// onCommand runs one remote command and returns its reply, and what must
+// follow the reply's publication (a restart), if anything. It is called
 // on paho's delivery goroutine, one command at a time, so the check for a
 // repeated id and the execution cannot interleave. A command whose id was
 // executed before gets the kept reply and is not executed again. The
 // reply is kept before it is returned; a crash between the execution and
 // that write runs the command again on its redelivery.
-func (a *Agent) onCommand(payload []byte) []byte {
+func (a *Agent) onCommand(payload []byte) (out []byte, after func()) {
 	var c command
 	if err := json.Unmarshal(payload, &c); err != nil {
 		a.log.Warn("remote command is not a JSON object", "bytes", len(payload), "err", err)
-		return a.encodeReply(reply{Error: fmt.Sprintf("not a JSON command object: %v", err)})
+		return a.encodeReply(reply{Error: fmt.Sprintf("not a JSON command object: %v", err)}), nil
 	}
 	if c.ID == "" || len(c.ID) > store.MaxCommandID {
-		return a.encodeReply(reply{ID: "", Cmd: c.Cmd, Error: fmt.Sprintf("id must be 1 to %d bytes", store.MaxCommandID)})
+		return a.encodeReply(reply{ID: "", Cmd: c.Cmd, Error: fmt.Sprintf("id must be 1 to %d bytes", store.MaxCommandID)}), nil
 	}
 	if kept, ok, err := a.db.CommandReply(c.ID); err != nil {
 		// Unknown whether it ran: do not run it (a door must not open
 		// twice); the sender may try again.
 		a.log.Error("remote command not run: executed ids unreadable", "id", c.ID, "err", err)
-		return a.encodeReply(reply{ID: c.ID, Cmd: c.Cmd, Error: fmt.Sprintf("executed commands unreadable, not run: %v", err)})
+		return a.encodeReply(reply{ID: c.ID, Cmd: c.Cmd, Error: fmt.Sprintf("executed commands unreadable, not run: %v", err)}), nil
 	} else if ok {
 		a.log.Info("remote command repeated: its first reply sent again", "id", c.ID, "cmd", c.Cmd)
-		return kept
+		return kept, nil
 	}
 	r := reply{ID: c.ID, Cmd: c.Cmd, OK: true}
 	res, after, err := a.runCommand(c)
@@ -120,10 +121,7 @@ func (a *Agent) onCommand(payload []byte) []byte {
 	if err := a.db.PutCommandReply(c.ID, b, a.opts.Now()); err != nil {
 		a.log.Error("remote command's id not kept: a redelivery would run it again", "id", c.ID, "err", err)
 	}
-	if after != nil {
-		after()
-	}
-	return b
+	return b, after
 }
 
 func (a *Agent) encodeReply(r reply) []byte {
@@ -134,8 +132,8 @@ func (a *Agent) encodeReply(r reply) []byte {
 	return b
 }
 
-// runCommand checks a command's age and runs it. after, when set, runs
-// once the reply is kept (restart).
+// runCommand checks a command's age and runs it. after, when set, is to
+// run once the reply is kept and published (restart).
 func (a *Agent) runCommand(c command) (res map[string]any, after func(), err error) {
 	refuse := func(format string, args ...any) (map[string]any, func(), error) {
 		return nil, nil, fmt.Errorf("%w: %s", errCommand, fmt.Sprintf(format, args...))
@@ -237,9 +235,9 @@ func (a *Agent) runCommand(c command) (res map[string]any, after func(), err err
 	}
 }
 
-// requestRestart makes Run return ErrRestart. The reply is published
-// before Run stops the uplink, on the same connection, so it goes out
-// first.
+// requestRestart makes Run return ErrRestart. It runs after the reply
+// was handed to the connection: Run then stops the uplink, whose offline
+// status and DISCONNECT follow the reply on that connection.
 func (a *Agent) requestRestart() {
 	select {
 	case a.restart <- struct{}{}:

@@ -56,7 +56,8 @@ func TestCommands(t *testing.T) {
 	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
 	run := func(payload string) map[string]any {
 		t.Helper()
-		return decodeReply(t, h.a.onCommand([]byte(payload)))
+		b, _ := h.a.onCommand([]byte(payload))
+		return decodeReply(t, b)
 	}
 	refused := func(payload, want string) {
 		t.Helper()
@@ -84,8 +85,8 @@ func TestCommands(t *testing.T) {
 	// Executed once: the same id again gets the same reply, the door
 	// does not open twice.
 	open := `{"id":"o3","cmd":"open","reader":"in","at":"` + at(-4*time.Minute) + `"}`
-	first := h.a.onCommand([]byte(open))
-	again := h.a.onCommand([]byte(open))
+	first, _ := h.a.onCommand([]byte(open))
+	again, _ := h.a.onCommand([]byte(open))
 	if string(first) != string(again) || decodeReply(t, first)["ok"] != true {
 		t.Errorf("open %s then %s", first, again)
 	}
@@ -97,7 +98,7 @@ func TestCommands(t *testing.T) {
 	mu.Lock()
 	now = now.Add(time.Hour)
 	mu.Unlock()
-	if b := h.a.onCommand([]byte(open)); string(b) != string(first) {
+	if b, _ := h.a.onCommand([]byte(open)); string(b) != string(first) {
 		t.Errorf("repeat an hour later = %s, want %s", b, first)
 	}
 
@@ -136,11 +137,13 @@ func TestCommands(t *testing.T) {
 
 func TestCommandNoDoorNoLevel(t *testing.T) {
 	h := startAgent(t, testConfig(t, t.TempDir()))
-	r := decodeReply(t, h.a.onCommand([]byte(`{"id":"o1","cmd":"open","reader":"in","at":"`+time.Now().Format(time.RFC3339)+`"}`)))
+	b, _ := h.a.onCommand([]byte(`{"id":"o1","cmd":"open","reader":"in","at":"` + time.Now().Format(time.RFC3339) + `"}`))
+	r := decodeReply(t, b)
 	if r["ok"] != false || r["error"] != "no door relay at reader in" {
 		t.Errorf("open without a door -> %v", r)
 	}
-	r = decodeReply(t, h.a.onCommand([]byte(`{"id":"l1","cmd":"set_log_level","level":"debug"}`)))
+	b, _ = h.a.onCommand([]byte(`{"id":"l1","cmd":"set_log_level","level":"debug"}`))
+	r = decodeReply(t, b)
 	if r["ok"] != false {
 		t.Errorf("set_log_level without a LevelVar -> %v", r)
 	}
@@ -156,10 +159,16 @@ func TestCommandRestart(t *testing.T) {
 	defer a.Close()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(context.Background()) }()
-	r := decodeReply(t, a.onCommand([]byte(`{"id":"x1","cmd":"restart"}`)))
-	if r["ok"] != true || r["restarting"] != true {
-		t.Errorf("restart -> %v", r)
+	b, after := a.onCommand([]byte(`{"id":"x1","cmd":"restart"}`))
+	if r := decodeReply(t, b); r["ok"] != true || r["restarting"] != true || after == nil {
+		t.Fatalf("restart -> %v", r)
 	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v before the reply was out", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	after()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrRestart) {
@@ -237,7 +246,8 @@ port = "/dev/null0"
 	f.Cleanup(func() { a.Close() })
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		var r map[string]any
-		if err := json.Unmarshal(a.onCommand(payload), &r); err != nil {
+		b, _ := a.onCommand(payload)
+		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatalf("reply to %q is not JSON: %v", payload, err)
 		}
 		if _, ok := r["id"].(string); !ok {

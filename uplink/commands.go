@@ -40,17 +40,22 @@ func (u *Uplink) onCommand(c mqtt.Client, m mqtt.Message) {
 		return
 	}
 	var reply []byte
+	var after func()
 	if len(m.Payload()) > MaxCommandPayload {
 		reply, _ = json.Marshal(map[string]any{"id": "", "ok": false,
 			"error": fmt.Sprintf("command of %d bytes exceeds %d", len(m.Payload()), MaxCommandPayload)})
 	} else {
-		reply = u.cfg.OnCommand(append([]byte(nil), m.Payload()...))
+		reply, after = u.cfg.OnCommand(append([]byte(nil), m.Payload()...))
 	}
-	if reply == nil {
-		return
+	if reply != nil {
+		// Not waited for: see above. Queued now, it goes out before
+		// anything published after it on this connection, the offline
+		// status of a Close included.
+		c.Publish(u.replies, 1, false, reply)
 	}
-	// Not waited for: see above.
-	c.Publish(u.replies, 1, false, reply)
+	if after != nil {
+		after()
+	}
 }
 
 // PublishAsync publishes payload once, QoS 1, not retained, on

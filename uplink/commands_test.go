@@ -19,13 +19,14 @@ func TestCommandsAndReplies(t *testing.T) {
 	sub := b.Subscribe(t, base+"#")
 	var calls atomic.Int32
 	var connects atomic.Int32
+	var afters atomic.Int32
 	u := start(t, b.URL(), newMemOutbox(), func(c *Config) {
-		c.OnCommand = func(p []byte) []byte {
+		c.OnCommand = func(p []byte) ([]byte, func()) {
 			calls.Add(1)
 			if bytes.Equal(p, []byte("silent")) {
-				return nil
+				return nil, nil
 			}
-			return append([]byte("re:"), p...)
+			return append([]byte("re:"), p...), func() { afters.Add(1) }
 		}
 		c.OnConnect = func() { connects.Add(1) }
 	})
@@ -65,8 +66,8 @@ func TestCommandsAndReplies(t *testing.T) {
 	if !request {
 		t.Errorf("roster request not published")
 	}
-	if calls.Load() != 3 || connects.Load() != 1 {
-		t.Errorf("OnCommand called %d times (want 3), OnConnect %d (want 1)", calls.Load(), connects.Load())
+	if calls.Load() != 3 || connects.Load() != 1 || afters.Load() != 2 {
+		t.Errorf("OnCommand called %d times (want 3), after %d (want 2), OnConnect %d (want 1)", calls.Load(), afters.Load(), connects.Load())
 	}
 }
 

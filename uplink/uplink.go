@@ -195,8 +195,10 @@ type Config struct {
 	// topic, in order, from paho's delivery goroutine (see commands.go):
 	// it must return promptly and must not call Close or Publish (it may
 	// call PublishAsync). The reply it returns is published on the
-	// replies topic; nil publishes nothing.
-	OnCommand func(payload []byte) []byte
+	// replies topic (nil publishes nothing); then after, if not nil, is
+	// called, on the same goroutine: what must follow the reply (a
+	// restart) goes there.
+	OnCommand func(payload []byte) (reply []byte, after func())
 	// OnConnect is called from the uplink's goroutine once a session is
 	// connected and subscribed, before the outbox is drained. It must
 	// return promptly; it may call PublishAsync.

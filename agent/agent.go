@@ -80,6 +80,12 @@ type Options struct {
 	// floodFlush (10 s): a keep-alive that stops when the writer hangs
 	// (cmd/punchclock sends systemd WATCHDOG=1 from it).
 	Watchdog func()
+	// LogLevel, when set, is the level of Logger's handler: the remote
+	// set_log_level command changes it. Nil: the command is refused.
+	LogLevel *slog.LevelVar
+	// Door opens a reader's door for the remote open command. Nil: the
+	// command is refused (commands.go).
+	Door Door
 }
 
 // Agent runs a terminal.
@@ -146,6 +152,8 @@ type Agent struct {
 
 	// statusPending is the pending count in the last status published.
 	statusPending atomic.Int64
+	// restart is poked by the remote restart command (commands.go).
+	restart chan struct{}
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -178,6 +186,7 @@ func New(opts Options) (*Agent, error) {
 		policy:     policyOf(cfg.Pairing),
 		judged:     map[judgedKey]bool{},
 		reads:      make(chan reader.Read, 64),
+		restart:    make(chan struct{}, 1),
 	}
 	a.rosters.ready = make(chan struct{}, 1)
 	a.erase = eraser{pending: map[int]bool{}, wake: make(chan struct{}, 1)}
@@ -237,6 +246,8 @@ func New(opts Options) (*Agent, error) {
 		uc.OnRoster = a.rosters.put
 		uc.OnAcks = a.onAcks
 		uc.OnAcked = a.onAcked
+		uc.OnCommand = a.onCommand
+		uc.OnConnect = a.onConnect
 		uc.Logger = a.log.With("component", "uplink")
 		up, err := uplink.New(uc)
 		if err != nil {
@@ -274,7 +285,8 @@ func SocketPath(cfg *config.Config) string {
 }
 
 // Run starts the readers, the writer, the uplink and the control socket,
-// and blocks until ctx is done. It then stops everything it started.
+// and blocks until ctx is done or a remote restart command came (it then
+// returns ErrRestart). It then stops everything it started.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -296,7 +308,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			}()
 		}
 	}
-	a.wg.Add(5)
+	a.wg.Add(6)
+	go func() {
+		defer a.wg.Done()
+		a.refreshLoop(ctx)
+	}()
 	go func() {
 		defer a.wg.Done()
 		a.eraseLoop(ctx)
@@ -348,12 +364,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("ready", "device", a.cfg.DeviceID, "readers", len(a.opts.Readers),
 		"roster_version", st.RosterVersion, "pending", st.Pending, "online", a.up != nil)
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-a.restart:
+		a.log.Warn("restarting: requested by a remote command")
+		runErr = ErrRestart
+		cancel()
+	}
 	readersWG.Wait()
 	stopWriter()
 	<-writerDone
 	a.wg.Wait()
-	return nil
+	return runErr
 }
 
 // Close stops the uplink and closes the store. Run must have returned.
@@ -820,6 +843,13 @@ func (a *Agent) applyRoster(b []byte, source string) {
 		// expected after the first sync: not an error to show forever.
 		a.log.Info("roster_file is older than the stored roster; keeping the stored one", "source", source, "err", err)
 		return
+	}
+	if source == "mqtt roster" {
+		var v int64
+		if r != nil {
+			v = r.Version
+		}
+		a.noteRosterUpdate(v, err)
 	}
 	if err != nil {
 		msg := fmt.Sprintf("%s rejected at %s: %v", source, a.opts.Now().Format(time.RFC3339), err)

@@ -43,6 +43,8 @@ type Config struct {
 	Clock      Clock    `toml:"clock"`
 	HTTP       HTTP     `toml:"http"`
 	Display    Display  `toml:"display"`
+	Roster     Roster   `toml:"roster"`
+	Commands   Commands `toml:"commands"`
 	// NewReaders is the state of a reader this device never ran before:
 	// NewReadersEnabled or NewReadersSuspended.
 	NewReaderState string `toml:"new_readers"`
@@ -303,6 +305,8 @@ func Default() *Config {
 		NewReaderState: NewReadersEnabled,
 		Clock:          Clock{Source: ClockKernel, Floor: DefaultClockFloor},
 		HTTP:           HTTP{Listen: DefaultHTTPListen},
+		Roster:         Roster{Refresh: DefaultRosterRefresh},
+		Commands:       Commands{MaxAge: Duration{DefaultCommandMaxAge}},
 	}
 }
 
@@ -495,6 +499,7 @@ func (c *Config) Validate() error {
 	if d := c.Feedback.RelayPulse.Duration; d < 0 || d > MaxRelayPulse {
 		bad("feedback.relay_pulse", "%v must be between 0 and %v", d, MaxRelayPulse)
 	}
+	c.validateRemote(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}

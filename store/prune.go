@@ -21,10 +21,14 @@ const pruneBatch = 5000
 // horizon, until the store is under 75 %. Unsent, unconfirmed and dead
 // records are never deleted, nor records in the unsynced index (amend.go:
 // their time is the unsynced clock's until they are re-dated). It returns
-// how many records it deleted.
+// how many records it deleted. It first deletes the remote command ids
+// executed more than CommandRetention ago (commands.go).
 func (db *DB) Prune(now time.Time) (int, error) {
 	if db.opts.ReadOnly {
 		return 0, ErrReadOnly
+	}
+	if _, err := db.pruneCommands(now); err != nil {
+		return 0, err
 	}
 	horizon := now.Add(-db.opts.Retention).UnixMilli()
 	total, squeezing := 0, false

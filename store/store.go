@@ -95,7 +95,8 @@ var (
 	// neither amended nor settled yet (amend.go). A database written
 	// before it gets it empty at Open: no layout change.
 	bUnsynced = []byte("unsynced")
-	buckets   = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs, bReaders, bUnsynced}
+	bCmds     = []byte("commands") // remote command id -> u64 executed at (unix ms) + its reply (commands.go)
+	buckets   = [][]byte{bMeta, bRoster, bOpen, bRec, bUnsent, bUnconf, bDue, bDead, bDone, bDay, bIDs, bReaders, bUnsynced, bCmds}
 )
 
 // present is the value of a key that only says its record is in a state
@@ -627,6 +628,10 @@ type Status struct {
 	DeadLetters       int       `json:"dead_letters"`
 	OpenEntries       int       `json:"open_entries"`
 	LastUplink        time.Time `json:"last_uplink,omitzero"`
+	// LastRosterRequest and LastRosterUpdate are the roster refresh
+	// (commands.go).
+	LastRosterRequest *RosterRequest `json:"last_roster_request,omitempty"`
+	LastRosterUpdate  *RosterUpdate  `json:"last_roster_update,omitempty"`
 	// DataBytes is what the database and journal hold (free pages not
 	// counted); DataLimit is max_data_mb in bytes, 0 without a bound.
 	DataBytes int64 `json:"data_bytes"`
@@ -672,6 +677,7 @@ func (db *DB) Status() (Status, error) {
 			}
 		}
 		s.OpenEntries = int(getU64(m, kOpenCount))
+		s.LastRosterRequest, s.LastRosterUpdate = rosterRefresh(m)
 		if v := m.Get(kLastUplink); v != nil {
 			if t, err := time.Parse(time.RFC3339Nano, string(v)); err == nil {
 				s.LastUplink = t

@@ -19,6 +19,9 @@
 //	roster   subscribed at QoS 1; each message goes to Config.OnRoster
 //	acks     subscribed at QoS 1; connectors' verdicts on records (see
 //	         ParseAcks), passed to Config.OnAcks
+//	commands subscribed at QoS 1; passed to Config.OnCommand, whose reply
+//	         is published on replies (QoS 1, not retained; commands.go)
+//	roster/request  published by the agent through PublishAsync
 //
 // # Why one paho client per connection
 //
@@ -188,6 +191,18 @@ type Config struct {
 	// an ack can come more than once. Malformed acks are logged at WARN
 	// and dropped.
 	OnAcks func([]Ack)
+	// OnCommand is called with each message received on the commands
+	// topic, in order, from paho's delivery goroutine (see commands.go):
+	// it must return promptly and must not call Close or Publish (it may
+	// call PublishAsync). The reply it returns is published on the
+	// replies topic (nil publishes nothing); then after, if not nil, is
+	// called, on the same goroutine: what must follow the reply (a
+	// restart) goes there.
+	OnCommand func(payload []byte) (reply []byte, after func())
+	// OnConnect is called from the uplink's goroutine once a session is
+	// connected and subscribed, before the outbox is drained. It must
+	// return promptly; it may call PublishAsync.
+	OnConnect func()
 	// OnAcked, if set, is called after n PUBACKed rows were reported Sent
 	// to the outbox.
 	OnAcked func(n int, at time.Time)
@@ -401,6 +416,9 @@ type Uplink struct {
 	roster string            // roster topic
 	tls    *tls.Config       // nil for tcp:// brokers
 	acks   string            // acks topic
+	cmds   string            // commands topic
+	// replies is the topic of command replies.
+	replies string
 
 	notify    chan struct{} // 1-buffered wake-ups
 	statusReq chan struct{}
@@ -438,6 +456,8 @@ func New(cfg Config) (*Uplink, error) {
 		status:     base + "status",
 		roster:     base + "roster",
 		acks:       base + "acks",
+		cmds:       base + TopicCommands,
+		replies:    base + TopicReplies,
 		notify:     make(chan struct{}, 1),
 		statusReq:  make(chan struct{}, 1),
 		unrejected: make(map[uint64]*deadRow),
@@ -594,12 +614,15 @@ func (u *Uplink) session(ctx context.Context) error {
 	defer u.live.Store(nil)
 	u.log.Info("uplink: connected", "broker", redact(u.cfg.Broker), "client_id", u.cfg.ClientID)
 
-	st := client.SubscribeMultiple(map[string]byte{u.roster: 1, u.acks: 1}, u.onMessage)
+	st := client.SubscribeMultiple(map[string]byte{u.roster: 1, u.acks: 1, u.cmds: 1}, u.onMessage)
 	select {
 	case <-st.Done():
-		for _, topic := range []string{u.roster, u.acks} {
+		for _, topic := range []string{u.roster, u.acks, u.cmds} {
 			if err := subscribeErr(st, topic); err != nil {
 				// The uplink still publishes without them; say so and go on.
+				if topic == u.cmds {
+					err = fmt.Errorf("%w: %v", errNoCommands, err)
+				}
 				u.log.Error("uplink: subscription refused", "topic", topic, "err", err)
 			}
 		}
@@ -614,6 +637,9 @@ func (u *Uplink) session(ctx context.Context) error {
 		return fmt.Errorf("uplink: no SUBACK for %s and %s within %v", u.roster, u.acks, subscribeTimeout)
 	}
 	statusTok := u.publishStatus(client)
+	if u.cfg.OnConnect != nil {
+		u.cfg.OnConnect()
+	}
 
 	end := u.drain(ctx, client, lost, statusTok)
 	if ctx.Err() != nil {
@@ -715,12 +741,14 @@ func (u *Uplink) dialer(ctx context.Context) mqtt.OpenConnectionFunc {
 	}
 }
 
-func (u *Uplink) onMessage(_ mqtt.Client, m mqtt.Message) {
+func (u *Uplink) onMessage(c mqtt.Client, m mqtt.Message) {
 	switch m.Topic() {
 	case u.roster:
 		u.onRoster(m)
 	case u.acks:
 		u.onAcks(m)
+	case u.cmds:
+		u.onCommand(c, m)
 	default:
 		u.log.Debug("uplink: ignoring message", "topic", m.Topic())
 	}

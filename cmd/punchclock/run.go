@@ -37,6 +37,10 @@ const (
 	exitOK    = 0
 	exitFail  = 1
 	exitUsage = 2
+	// exitRestart follows a remote restart command (EX_TEMPFAIL): the
+	// agent stopped cleanly and asks its supervisor (systemd,
+	// Restart=always) to start it again.
+	exitRestart = 75
 )
 
 const usage = `usage: punchclock <command> [flags]
@@ -44,15 +48,18 @@ const usage = `usage: punchclock <command> [flags]
 commands:
   run -config FILE           run the agent
   status -config FILE [-json] roster, outbox, open entries, last uplink
+  present -config FILE [-json]
+                             who is clocked in now, per department, with
+                             the time of entry (works offline: a roll call)
   log -config FILE [-since DATE] [-to DATE] [-level LEVEL] [-json]
                              every decision and shift, and the agent's own
                              actions, warnings and errors, by date
+  log -config FILE -clear [-yes]
+                             empty the agent's own log (punches are kept)
   diag -config FILE [-test] [-for DURATION]
                              the agent stopped: each raw read and the decision
                              it would get (nothing stored); -test plays the
                              LED, buzzer, relay and display outputs
-  log -config FILE -clear [-yes]
-                             empty the agent's own log (punches are kept)
   errors -config FILE [-since DATE] [-json]
                              dead letters: records a connector rejected or
                              the broker would not take, with the reason
@@ -78,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "present":
+		return cmdPresent(args[1:], stdout, stderr)
 	case "log":
 		return cmdLog(args[1:], stdout, stderr)
 	case "errors":
@@ -194,7 +203,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "punchclock run: -log-level: %v\n", err)
 		return exitUsage
 	}
-	log, closeBook := withLogbook(cfg, slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), level, stderr)
+	// A LevelVar, so that the remote set_log_level command can change it.
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	log, closeBook := withLogbook(cfg, slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}), lv, stderr)
 	defer closeBook()
 	stopProfiles, err := startProfiles(os.Getenv)
 	if err != nil {
@@ -244,7 +256,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			log.Warn("systemd notify", "err", err)
 		}
 	}
-	opts := agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, Version: version,
+	opts := agent.Options{Config: cfg, Readers: readers, Feedback: feedback, Logger: log, LogLevel: lv, Version: version,
 		Watchdog: func() { notify(sdnotify.Watchdog) }}
 	if disp != nil {
 		opts.Display = disp
@@ -276,6 +288,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// outputs off before reporting, so no door is left unlocked.
 	if err := closePanels(); err != nil && runErr == nil {
 		runErr = err
+	}
+	if errors.Is(runErr, agent.ErrRestart) {
+		fmt.Fprintf(stderr, "punchclock run: %v: exiting %d for the supervisor to start it again\n", runErr, exitRestart)
+		return exitRestart
 	}
 	if runErr != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", runErr)
@@ -418,6 +434,16 @@ func printStatus(w io.Writer, st agent.Status) {
 	fmt.Fprintf(w, "roster:          version %d, %d employees\n", st.RosterVersion, st.RosterSize)
 	if st.RosterError != "" {
 		fmt.Fprintf(w, "roster error:    %s\n", st.RosterError)
+	}
+	if r := st.LastRosterRequest; r != nil {
+		fmt.Fprintf(w, "roster request:  %s (%s) %s\n", r.At.Local().Format(time.RFC3339), r.Reason, r.ID)
+	}
+	if u := st.LastRosterUpdate; u != nil {
+		outcome := "loaded"
+		if u.Error != "" {
+			outcome = "rejected: " + u.Error
+		}
+		fmt.Fprintf(w, "roster update:   %s version %d %s\n", u.At.Local().Format(time.RFC3339), u.Version, outcome)
 	}
 	fmt.Fprintf(w, "outbox pending:  %d\n", st.Pending)
 	if st.Unconfirmed > 0 {

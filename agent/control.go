@@ -379,6 +379,8 @@ func (a *Agent) handleControl(ctx context.Context, c net.Conn, lim controlLimits
 		} else {
 			resp = st
 		}
+	case "present":
+		resp = a.ControlPresent()
 	default:
 		resp = controlError(fmt.Errorf("unknown request %q", cmd))
 	}

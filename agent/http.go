@@ -23,47 +23,20 @@ var statusPage []byte
 // the problems a technician should see.
 type PageStatus struct {
 	Status
-	Present  []PresentEntry `json:"present"`
-	Problems []string       `json:"problems"`
-}
-
-// PresentEntry is one person clocked in.
-type PresentEntry struct {
-	Employee   string    `json:"employee_id"`
-	Name       string    `json:"name,omitempty"`
-	Department string    `json:"department"`
-	Since      time.Time `json:"since"`
-	Reader     string    `json:"reader"`
+	Present  Present  `json:"present"`
+	Problems []string `json:"problems"`
 }
 
 // pageStatus gathers what the page shows.
 func (a *Agent) pageStatus() (PageStatus, error) {
 	st, err := a.Status()
-	ps := PageStatus{Status: st, Present: []PresentEntry{}, Problems: []string{}}
+	ps := PageStatus{Status: st, Problems: []string{}}
 	if err != nil {
 		return ps, err
 	}
-	open, err := a.db.OpenEntries()
-	if err != nil {
+	if ps.Present, err = a.Present(); err != nil {
 		return ps, err
 	}
-	idx := a.idx.Load()
-	for id, o := range open {
-		p := PresentEntry{Employee: id, Department: o.Department, Since: o.At.In(a.cfg.Location), Reader: o.Reader}
-		if e := idx.Employee(id); e != nil {
-			p.Name, p.Department = e.Name, e.Department
-		}
-		ps.Present = append(ps.Present, p)
-	}
-	slices.SortFunc(ps.Present, func(x, y PresentEntry) int {
-		if x.Department != y.Department {
-			if x.Department < y.Department {
-				return -1
-			}
-			return 1
-		}
-		return x.Since.Compare(y.Since)
-	})
 	for _, p := range []struct{ what, msg string }{
 		{"alarm", st.Alarm}, {"roster", st.RosterError}, {"storage", st.StorageWarning},
 	} {

@@ -43,7 +43,8 @@ func TestStatusPage(t *testing.T) {
 	if ps.Device != "t1" || !ps.Running || len(ps.Readers) != 2 || ps.OpenEntries != 2 {
 		t.Fatalf("status %+v", ps.Status)
 	}
-	if len(ps.Present) != 2 || ps.Present[0].Department != "Bar" || ps.Present[0].Employee != "A4" || ps.Present[1].Employee != "A1" || ps.Present[1].Reader != "front" {
+	if d := ps.Present.Departments; ps.Present.Total != 2 || len(d) != 2 || d[0].Name != "Bar" || d[0].People[0].EmployeeID != "A4" ||
+		d[1].Name != "Shop" || d[1].People[0].EmployeeID != "A1" || d[1].People[0].Reader != "front" {
 		t.Fatalf("present %+v", ps.Present)
 	}
 	joined := strings.Join(ps.Problems, "\n")

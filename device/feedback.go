@@ -2,6 +2,7 @@ package device
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 
@@ -64,6 +65,23 @@ func (f *Feedback) Show(readerName string, ev punch.Event) {
 	if err := errors.Join(errs...); err != nil {
 		f.log.Error("feedback", "reader", readerName, "decision", ev.Decision, "reason", ev.Reason, "err", err)
 	}
+}
+
+// Open pulses the door relay at readerName, for the remote open command.
+// A reader that is no door (role access or both), or that has no panel,
+// is an error: nothing opens.
+func (f *Feedback) Open(readerName string) error {
+	if !f.doors[readerName] {
+		return fmt.Errorf("device: reader %q is not a door (role access or both)", readerName)
+	}
+	s := f.readers[readerName]
+	if s == nil {
+		s = f.shared
+	}
+	if s == nil {
+		return fmt.Errorf("device: no door relay at reader %q", readerName)
+	}
+	return s.Unlock()
 }
 
 // patternOf is the pattern that shows ev (see the package comment); false

@@ -174,3 +174,24 @@ func TestOwnPanels(t *testing.T) {
 		t.Errorf("a's relay on after its pulse")
 	}
 }
+
+// The remote open command pulses a door's relay, its own or the shared
+// one, and refuses a reader that is no door or has no panel.
+func TestFeedbackOpen(t *testing.T) {
+	shared, gate := &devicetest.Signaler{}, &devicetest.Signaler{}
+	fb := device.NewFeedback(device.FeedbackOptions{Shared: shared, Readers: map[string]device.Signaler{"gate": gate},
+		Doors: map[string]bool{"gate": true, "door": true}})
+	if err := fb.Open("gate"); err != nil || !slices.Equal(gate.Calls(), []string{"unlock"}) {
+		t.Fatalf("gate: %v, calls %v", err, gate.Calls())
+	}
+	if err := fb.Open("door"); err != nil || !slices.Equal(shared.Calls(), []string{"unlock"}) {
+		t.Fatalf("door on the shared panel: %v, calls %v", err, shared.Calls())
+	}
+	if err := fb.Open("front"); err == nil || !strings.Contains(err.Error(), "not a door") {
+		t.Fatalf("an attendance reader opened: %v", err)
+	}
+	lone := device.NewFeedback(device.FeedbackOptions{Doors: map[string]bool{"door": true}})
+	if err := lone.Open("door"); err == nil || !strings.Contains(err.Error(), "no door relay") {
+		t.Fatalf("a door without a panel: %v", err)
+	}
+}

@@ -261,6 +261,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if disp != nil {
 		opts.Display = disp
 	}
+	if fb != nil {
+		opts.Door = fb // the remote open command
+	}
 	a, err := agent.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "punchclock run: %v\n", err)

@@ -60,6 +60,11 @@ func TestE2EStatusPageInBrowser(t *testing.T) {
 	tm.start()
 	tm.badge("0A00123456") // Anna in
 	tm.badge(unknownCard)
+	// The roll call from the running agent, through its control socket.
+	if out, err := exec.Command(binary, "present", "-config", tm.config, "-json").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), `"employee_id": "E100"`) || !strings.Contains(string(out), "Brugsestraat") {
+		t.Errorf("present while the agent runs: %v\n%s", err, out)
+	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	dom := chromium(t, url, "")
 	for _, want := range []string{

@@ -15,7 +15,8 @@
 //	accepted, direction in (or none)          green, one short beep             pulsed if access granted
 //	accepted, direction out                   green, two short beeps            pulsed if access granted
 //	denied (any reason but the two below)     red, DenyBeeps short beeps        pulsed if access granted
-//	storage_full, store_error                 red and green, one long tone      pulsed if access granted
+//	store_error                               red and green, one long tone      pulsed if access granted
+//	storage_full                              red and green, three long beeps   pulsed if access granted
 //
 // The relay follows the access decision (punch.Event.Access), not the
 // attendance one: a denied double_in at a door whose access was granted
@@ -106,9 +107,13 @@ const (
 	// an attendance error at a door that lets the person through.
 	PatternDeny
 	// PatternFault: red and green together and one long tone (Light):
-	// the terminal cannot keep the punch (its storage is full or
-	// failed), not a verdict on the badge.
+	// the terminal could not keep the punch (its storage failed), not a
+	// verdict on the badge.
 	PatternFault
+	// PatternFull: red and green together and three long beeps (3 Beep
+	// on, 1 off): the terminal's storage is full — it refuses punches it
+	// cannot keep until space frees; staff must be told.
+	PatternFull
 )
 
 // String names the pattern ("in", "out", "deny", "fault"), as logs and
@@ -123,6 +128,8 @@ func (p Pattern) String() string {
 		return "deny"
 	case PatternFault:
 		return "fault"
+	case PatternFull:
+		return "full"
 	}
 	return fmt.Sprintf("Pattern(%d)", int(p))
 }
@@ -225,6 +232,12 @@ func (p *Panel) Signal(pt Pattern) error {
 		s = append(lit(p.pins.Red), beeps(t.DenyBeeps)...)
 	case PatternFault:
 		s = append(append(lit(p.pins.Red), lit(p.pins.Green)...), lit(p.pins.Buzzer)...)
+	case PatternFull:
+		s = append(lit(p.pins.Red), lit(p.pins.Green)...)
+		for i := range 3 {
+			at := time.Duration(4*i) * t.Beep
+			s = append(s, step{at, p.pins.Buzzer, true}, step{at + 3*t.Beep, p.pins.Buzzer, false})
+		}
 	default:
 		return fmt.Errorf("device: unknown pattern %v", pt)
 	}

@@ -107,6 +107,10 @@ func TestPatterns(t *testing.T) {
 		{device.PatternFault, []at{ // one long tone, both LEDs
 			{0, "1110"}, {beep, "1110"}, {device.DefaultLight - 1, "1110"}, {device.DefaultLight, "0000"},
 		}, 1},
+		{device.PatternFull, []at{ // three long beeps, both LEDs
+			{0, "1110"}, {3*beep - 1, "1110"}, {3 * beep, "1100"}, {4 * beep, "1110"}, {7 * beep, "1100"},
+			{8 * beep, "1110"}, {11 * beep, "1100"}, {device.DefaultLight - 1, "1100"}, {device.DefaultLight, "0000"},
+		}, 3},
 	} {
 		t.Run(c.pattern.String(), func(t *testing.T) {
 			p, pins, clock := newPanel(t, device.Options{})
@@ -165,7 +169,7 @@ func TestUnlockRestartsPulse(t *testing.T) {
 // TestPatternNeverCutsPulse: whatever is shown after a door opened, the
 // relay stays energised for its whole pulse.
 func TestPatternNeverCutsPulse(t *testing.T) {
-	for _, later := range []device.Pattern{device.PatternIn, device.PatternOut, device.PatternDeny, device.PatternFault} {
+	for _, later := range []device.Pattern{device.PatternIn, device.PatternOut, device.PatternDeny, device.PatternFault, device.PatternFull} {
 		t.Run(later.String(), func(t *testing.T) {
 			p, pins, clock := newPanel(t, device.Options{})
 			p.Unlock()

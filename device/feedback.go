@@ -88,7 +88,9 @@ func (f *Feedback) Open(readerName string) error {
 // for an event with no decision to show.
 func patternOf(ev punch.Event) (Pattern, bool) {
 	switch {
-	case ev.Reason == punch.ReasonStorageFull || ev.Reason == punch.ReasonStoreError:
+	case ev.Reason == punch.ReasonStorageFull:
+		return PatternFull, true
+	case ev.Reason == punch.ReasonStoreError:
 		return PatternFault, true
 	case ev.Decision == punch.Accepted && ev.Direction == punch.Out:
 		return PatternOut, true

@@ -43,7 +43,7 @@ func TestFeedbackShow(t *testing.T) {
 		{"an attendance reader never unlocks", "desk", granted(in), []string{"in"}, nil},
 		{"an attendance reader with its own panel", "kiosk", granted(out), nil, []string{"out"}},
 		{"a reader neither door nor configured", "lobby", granted(in), []string{"in"}, nil},
-		{"storage full", "front", punch.Event{Decision: punch.Denied, Reason: punch.ReasonStorageFull}, []string{"fault"}, nil},
+		{"storage full", "front", punch.Event{Decision: punch.Denied, Reason: punch.ReasonStorageFull}, []string{"full"}, nil},
 		{"store error, access granted", "gate",
 			granted(punch.Event{Decision: punch.Denied, Reason: punch.ReasonStoreError}), nil, []string{"unlock", "fault"}},
 		{"no decision", "front", punch.Event{Decision: "maybe"}, nil, nil},

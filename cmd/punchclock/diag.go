@@ -205,7 +205,8 @@ func diagOutputs(ctx context.Context, cfg *config.Config, stdout, stderr io.Writ
 			{"accepted in: green, one beep", device.PatternIn},
 			{"accepted out: green, two beeps", device.PatternOut},
 			{"denied: red, three beeps", device.PatternDeny},
-			{"fault: red and green, a long tone", device.PatternFault},
+			{"store error: red and green, a long tone", device.PatternFault},
+			{"storage full: red and green, three long beeps", device.PatternFull},
 		} {
 			if !step(p.name+": "+pt.name, p.panel.Signal(pt.p)) {
 				return exitFail

@@ -381,6 +381,8 @@ func (a *Agent) handleControl(ctx context.Context, c net.Conn, lim controlLimits
 		}
 	case "present":
 		resp = a.ControlPresent()
+	case "sync":
+		resp = a.controlSync()
 	default:
 		resp = controlError(fmt.Errorf("unknown request %q", cmd))
 	}
@@ -391,22 +393,8 @@ func (a *Agent) handleControl(ctx context.Context, c net.Conn, lim controlLimits
 // socket; when no agent answers, it reads the database directly.
 func QueryStatus(cfg *config.Config) (Status, error) {
 	var st Status
-	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
-	if err == nil {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("status\n")); err != nil {
-			return st, fmt.Errorf("agent: control socket: %w", err)
-		}
-		var raw json.RawMessage
-		if err := json.NewDecoder(c).Decode(&raw); err != nil {
-			return st, fmt.Errorf("agent: control socket: %w", err)
-		}
-		var e controlErr
-		if json.Unmarshal(raw, &e) == nil && e.Msg != "" {
-			return st, fmt.Errorf("agent: %s", e.Msg)
-		}
-		err = json.Unmarshal(raw, &st)
+	err := ask(cfg, "status", &st)
+	if !errors.Is(err, ErrNotRunning) {
 		return st, err
 	}
 	db, err := store.Open(cfg.DataDir, store.Options{ReadOnly: true, DeviceID: cfg.DeviceID, Timeout: 2 * time.Second})

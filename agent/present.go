@@ -2,9 +2,8 @@ package agent
 
 import (
 	"cmp"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"time"
 
@@ -104,25 +103,9 @@ func (a *Agent) ControlPresent() any {
 // read-only, like QueryStatus.
 func QueryPresent(cfg *config.Config, now time.Time) (Present, error) {
 	var p Present
-	c, err := net.DialTimeout("unix", SocketPath(cfg), time.Second)
-	if err == nil {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("present\n")); err != nil {
-			return p, fmt.Errorf("agent: control socket: %w", err)
-		}
-		var raw json.RawMessage
-		if err := json.NewDecoder(c).Decode(&raw); err != nil {
-			return p, fmt.Errorf("agent: control socket: %w", err)
-		}
-		var e controlErr
-		if json.Unmarshal(raw, &e) == nil && e.Msg != "" {
-			return p, fmt.Errorf("agent: %s", e.Msg)
-		}
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return p, fmt.Errorf("agent: control socket: %w", err)
-		}
-		return p, nil
+	err := ask(cfg, "present", &p)
+	if !errors.Is(err, ErrNotRunning) {
+		return p, err
 	}
 	db, err := store.Open(cfg.DataDir, store.Options{ReadOnly: true, DeviceID: cfg.DeviceID, Timeout: 2 * time.Second})
 	if err != nil {

@@ -56,6 +56,8 @@ commands:
                              actions, warnings and errors, by date
   log -config FILE -clear [-yes]
                              empty the agent's own log (punches are kept)
+  sync -config FILE          ask the connector for a fresh roster now (the
+                             running agent publishes the roster request)
   diag -config FILE [-test] [-for DURATION]
                              the agent stopped: each raw read and the decision
                              it would get (nothing stored); -test plays the
@@ -97,6 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "diag":
 		return cmdDiag(args[1:], stdout, stderr)
+	case "sync":
+		return cmdSync(args[1:], stdout, stderr)
 	case "enroll":
 		return cmdEnroll(args[1:], stdout, stderr)
 	case "sample-config":
@@ -154,6 +158,20 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "enrolled %s at %s: page %s (published as %s)\n", en.EmployeeID, en.Reader, en.Credential.Value, en.ID)
+	return exitOK
+}
+
+func cmdSync(args []string, stdout, stderr io.Writer) int {
+	cfg, code := loadConfig("sync", flag.NewFlagSet("sync", flag.ContinueOnError), args, stderr)
+	if cfg == nil {
+		return code
+	}
+	ans, err := agent.Sync(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "punchclock sync: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "roster requested (%s); the connector answers with the retained roster\n", ans.Request)
 	return exitOK
 }
 

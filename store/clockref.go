@@ -32,9 +32,5 @@ func (db *DB) ClockRef() (ref clock.Stamp, ok bool, err error) {
 
 // SetClockRef stores the clock's reference.
 func (db *DB) SetClockRef(ref clock.Stamp) error {
-	b, err := json.Marshal(ref)
-	if err != nil {
-		return err
-	}
-	return db.setMeta(kClockRef, string(b))
+	return db.putMetaJSON(kClockRef, ref)
 }

@@ -64,12 +64,10 @@ func (u *Uplink) onCommand(c mqtt.Client, m mqtt.Message) {
 // callbacks (OnCommand, OnConnect). It returns ErrNotConnected when there
 // is no live session.
 func (u *Uplink) PublishAsync(sub string, payload []byte) error {
-	c := u.live.Load()
-	if c == nil {
-		return ErrNotConnected
+	tok, topic, err := u.publishLive(sub, payload)
+	if err != nil {
+		return err
 	}
-	topic := u.cfg.TopicPrefix + "/" + u.cfg.DeviceID + "/" + sub
-	tok := (*c).Publish(topic, 1, false, payload)
 	select {
 	case <-tok.Done():
 		// Done at once only when paho refused it outright.
@@ -79,6 +77,18 @@ func (u *Uplink) PublishAsync(sub string, payload []byte) error {
 	default:
 	}
 	return nil
+}
+
+// publishLive publishes payload once, QoS 1, not retained, on
+// {prefix}/{device_id}/{sub} over the live session, and returns paho's
+// token and the topic.
+func (u *Uplink) publishLive(sub string, payload []byte) (mqtt.Token, string, error) {
+	c := u.live.Load()
+	if c == nil {
+		return nil, "", ErrNotConnected
+	}
+	topic := u.cfg.TopicPrefix + "/" + u.cfg.DeviceID + "/" + sub
+	return (*c).Publish(topic, 1, false, payload), topic, nil
 }
 
 // errNoCommands is logged when the broker refuses the commands

@@ -516,12 +516,10 @@ var ErrNotConnected = errors.New("uplink: not connected to the broker")
 // enrolment answering a technician at the terminal), which the caller
 // reports as failed when there is no connection.
 func (u *Uplink) Publish(ctx context.Context, sub string, payload []byte) error {
-	c := u.live.Load()
-	if c == nil {
-		return ErrNotConnected
+	tok, topic, err := u.publishLive(sub, payload)
+	if err != nil {
+		return err
 	}
-	topic := u.cfg.TopicPrefix + "/" + u.cfg.DeviceID + "/" + sub
-	tok := (*c).Publish(topic, 1, false, payload)
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {

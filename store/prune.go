@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,7 +83,7 @@ func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err e
 			}
 		}
 		n, more = len(del), len(del) == pruneBatch
-		return dropEmptyDays(tx, horizon)
+		return dropEmptyDays(tx, horizon, del)
 	})
 	return n, more && n > 0, err
 }
@@ -90,7 +91,26 @@ func (db *DB) pruneStep(horizon int64, squeezing *bool) (n int, more bool, err e
 // dropEmptyDays deletes the day index entries before the horizon's day
 // whose range of seqs holds no record any more. An entry whose range
 // still holds records (of its day, or of others') stays.
-func dropEmptyDays(tx *bolt.Tx, horizon int64) error {
+//
+// Records leave bbolt only here, in pruning: a day's range can become
+// empty only in the step that deletes a record in it. So only the days
+// whose range holds one of deleted (done index keys: time + seq) are
+// looked up in the records, and a step that deletes nothing reads no
+// record page. Looking up every old day instead cost one leaf page of
+// the records per day at every start (with fault-around, 16 pages each:
+// 11 MiB of the mmap resident with a million buffered punches). A day
+// emptied while still within the horizon (squeezed under space
+// pressure) keeps its entry: an empty range, which the log reads as
+// nothing.
+func dropEmptyDays(tx *bolt.Tx, horizon int64, deleted [][]byte) error {
+	if len(deleted) == 0 {
+		return nil
+	}
+	seqs := make([]uint64, len(deleted))
+	for i, k := range deleted {
+		seqs[i] = binary.BigEndian.Uint64(k[8:])
+	}
+	slices.Sort(seqs)
 	recs, days := tx.Bucket(bRec), tx.Bucket(bDay)
 	hday := time.UnixMilli(horizon).UTC().Format(time.DateOnly)
 	var empty [][]byte
@@ -99,8 +119,12 @@ func dropEmptyDays(tx *bolt.Tx, horizon int64) error {
 		if len(v) != 16 {
 			return fmt.Errorf("%w: day index %s", ErrCorrupt, k)
 		}
+		first, last := binary.BigEndian.Uint64(v[:8]), binary.BigEndian.Uint64(v[8:])
+		if i, _ := slices.BinarySearch(seqs, first); i == len(seqs) || seqs[i] > last {
+			continue // none of its records deleted now
+		}
 		rk, _ := recs.Cursor().Seek(v[:8])
-		if rk == nil || binary.BigEndian.Uint64(rk) > binary.BigEndian.Uint64(v[8:]) {
+		if rk == nil || binary.BigEndian.Uint64(rk) > last {
 			empty = append(empty, append([]byte(nil), k...))
 		}
 	}

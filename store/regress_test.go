@@ -4,12 +4,15 @@ package store
 // (each failed before its fix).
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/punchclock/punchclock/internal/testdisk"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Found by review: a salvage whose copy of the rec bucket panics loses rec's sequence:
@@ -163,5 +166,55 @@ func TestPruneKeepsDayOfKeptRecord(t *testing.T) {
 	db.Log(time.Time{}, time.Time{}, func(e LogEntry) error { all = append(all, e.Event.ID); return nil })
 	if len(got) != 1 {
 		t.Fatalf("log of %s = %v; unbounded log = %v; the unsent record %s is kept", day.Format(time.DateOnly), got, all, out.Event.ID)
+	}
+}
+
+// Prune looks up the records only for the days whose range it deleted
+// from: those emptied go, a day whose record is kept stays, and a prune
+// that deletes nothing leaves the index alone.
+func TestPruneDropsOnlyEmptiedDays(t *testing.T) {
+	clock := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	db := openWith(t, t.TempDir(), Options{DeviceID: "door-1", Retention: 30 * 24 * time.Hour, Now: func() time.Time { return clock }})
+	db.ReplaceRoster(loadRoster(t))
+	dayA, dayB, dayC := clock.AddDate(0, -3, 0), clock.AddDate(0, -2, 0), clock.AddDate(0, -1, -5)
+	record(t, db, "E100", dayA)
+	record(t, db, "E100", dayA.Add(time.Hour))
+	kept := record(t, db, "E101", dayB) // left unsent: kept with its day
+	record(t, db, "E100", dayB.Add(time.Hour))
+	record(t, db, "E100", dayC)
+	db.writeMu.Lock()
+	db.applyAll()
+	db.writeMu.Unlock()
+	rows, _ := db.Peek(0, 100)
+	var sent []uint64
+	for _, r := range rows {
+		var v struct{ ID string }
+		json.Unmarshal(r.Payload, &v)
+		if v.ID != kept.Event.ID {
+			sent = append(sent, r.Seq)
+		}
+	}
+	if err := db.Sent(sent, clock); err != nil {
+		t.Fatal(err)
+	}
+	days := func() []string {
+		var ks []string
+		db.bolt.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bDay).ForEach(func(k, _ []byte) error { ks = append(ks, string(k)); return nil })
+		})
+		return ks
+	}
+	wantDays := []string{dayB.Format(time.DateOnly)}
+	for _, step := range []struct {
+		name  string
+		prune int
+	}{{"first prune", len(sent)}, {"nothing left to prune", 0}} {
+		n, err := db.Prune(clock)
+		if err != nil || n != step.prune {
+			t.Fatalf("%s: pruned %d, %v; want %d", step.name, n, err, step.prune)
+		}
+		if got := days(); !slices.Equal(got, wantDays) {
+			t.Fatalf("%s: day index %v, want %v", step.name, got, wantDays)
+		}
 	}
 }

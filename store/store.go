@@ -881,12 +881,19 @@ func (db *DB) Roster() (*roster.Roster, error) {
 			return nil
 		}
 		gen, n := getU64(m, kRosterGen), int(getU64(m, kRosterChunks))
+		chunks := make([][]byte, 0, n)
 		for i := range n {
 			c := rb.Get(rosterKey(gen, i))
 			if c == nil {
 				return fmt.Errorf("%w: stored roster: chunk %d of %d missing", ErrCorrupt, i, n)
 			}
 			blob = append(blob, c...)
+			chunks = append(chunks, c)
+		}
+		// Released after the last is read: a fault in one chunk may
+		// map its neighbours' pages again (fault-around, large folios).
+		for _, c := range chunks {
+			releaseMapped(tx, c)
 		}
 		return nil
 	})

@@ -334,8 +334,8 @@ func (r *run) bufferedStore(ctx context.Context) error {
 		Ratio:    fmt.Sprintf("%.2f× (%.2f×)", float64(rss)/float64(rss0), float64(anon)/float64(anon0)),
 		Goal:     "RSS ≤ 20 MiB",
 		Pass:     rss <= 20<<20,
-		Bound: "pages of the bbolt mmap (RSS − RssAnon: file pages the kernel can drop) that the start reads (roster, open entries, the day index), " +
-			"mapped with their neighbours while the prefill's pages are still in the page cache; RssAnon is the agent's own memory; see docs/performance.md",
+		Bound: "RssAnon is the agent's own memory (the roster index, open entries); RSS − RssAnon is file pages: the binary's text (the empty store's share) " +
+			"and the pages of the bbolt mmap the start leaves mapped, with their fault-around neighbours (the roster's are released once read); see docs/performance.md",
 	})
 	r.logf("start-up %s (exec floor %s), RSS %s RssAnon %s (empty store %s, %s), %s written per punch, %.0f B stored per punch",
 		ms(startup), ms(floor), mib(rss), mib(anon), mib(rss0), mib(anon0), kib(written), perPunch)

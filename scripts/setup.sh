@@ -3,7 +3,8 @@
 # broker (the tests run against the real one and fail without it),
 # Debian's nats-server (the chaos suite runs the agent against its MQTT
 # interface), Debian's chromium (the status page is tested in it,
-# headless) and openssl (the SD provisioning test makes certificates). No broker service is left running; tests start their own on
+# headless), openssl (the SD provisioning test makes certificates) and
+# systemd's systemd-analyze (the packaging test verifies the unit). No broker service is left running; tests start their own on
 # a free port.
 set -euo pipefail
 
@@ -11,12 +12,14 @@ have_mosquitto() { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosqui
 have_nats() { command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || [ -x /usr/sbin/nats-server ]; }
 have_chromium() { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; }
 have_openssl() { command -v openssl >/dev/null 2>&1; }
+have_analyze() { command -v systemd-analyze >/dev/null 2>&1; }
 
 missing=()
 have_mosquitto || missing+=(mosquitto)
 have_nats || missing+=(nats-server)
 have_chromium || missing+=(chromium)
 have_openssl || missing+=(openssl)
+have_analyze || missing+=(systemd)
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
@@ -43,4 +46,4 @@ if command -v systemctl >/dev/null 2>&1; then
 		fi
 	done
 fi
-have_mosquitto && have_nats && have_chromium && have_openssl
+have_mosquitto && have_nats && have_chromium && have_openssl && have_analyze

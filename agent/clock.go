@@ -88,7 +88,7 @@ func (a *Agent) clockSynced() {
 		st := *o.Clock
 		st.Wall, st.Synced = t, true
 		n.Clock = &st
-		n.Flags = append(without(n.Flags, punch.FlagClockUnsynced), punch.FlagClockCorrected)
+		n.Flags = punch.Redated(n.Flags, true)
 		outs = append(outs, &punch.Outcome{NoEvent: true, NewOpen: &n})
 		changed[emp] = &n
 	}
@@ -113,15 +113,4 @@ func (a *Agent) clockSynced() {
 	}
 	a.clockRef = true
 	a.log.Info("system clock synced", "at", ref.Wall.Format(time.RFC3339), "entries_redated", len(outs), "records_redated", n)
-}
-
-// without returns flags without f.
-func without(flags []string, f string) []string {
-	var out []string
-	for _, g := range flags {
-		if g != f {
-			out = append(out, g)
-		}
-	}
-	return out
 }

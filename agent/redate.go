@@ -73,7 +73,7 @@ func (a *Agent) redateRecord(r store.Record, ref clock.Stamp) (payload []byte, a
 			return nil, time.Time{}, false, nil
 		}
 		ev.At, ev.Clock = local(st.Wall), nil
-		ev.Flags = append(without(ev.Flags, punch.FlagClockUnsynced), punch.FlagClockCorrected)
+		ev.Flags = punch.Redated(ev.Flags, true)
 		b, err := json.Marshal(ev)
 		return b, ev.At, err == nil, err
 	case store.KindShift:
@@ -101,34 +101,14 @@ func (a *Agent) redateRecord(r store.Record, ref clock.Stamp) (payload []byte, a
 				sh.Out = sh.In.Add(d)
 			}
 		}
+		settled := in.Synced && out.Synced
 		sh.Clock = &punch.ShiftClock{In: in, Out: out}
-		flags := append(sh.Flags, punch.FlagClockCorrected)
-		if in.Synced && out.Synced {
+		if settled {
 			sh.Clock = nil
-			flags = without(flags, punch.FlagClockUnsynced)
 		}
-		sh.Flags = dedupe(flags)
+		sh.Flags = punch.Redated(sh.Flags, settled)
 		b, err := json.Marshal(sh)
 		return b, sh.Out, err == nil, err
 	}
 	return nil, time.Time{}, false, nil
-}
-
-func dedupe(flags []string) []string {
-	out := make([]string, 0, len(flags))
-	for _, f := range flags {
-		if !contains(out, f) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -458,6 +458,18 @@ func AutoClose(o *Open, e *roster.Employee, p Policy, rosterVersion int64, loc *
 	return Outcome{NoEvent: true, CloseOpen: true, Shift: sh}
 }
 
+// Redated is the flags of a record re-dated from the monotonic clock once
+// the clock synced: clock_corrected added once, and clock_unsynced
+// dropped when settled (none of its stamps is unsynced any more). Never
+// nil.
+func Redated(flags []string, settled bool) []string {
+	out := union(flags, []string{FlagClockCorrected})
+	if settled {
+		out = without(out, FlagClockUnsynced)
+	}
+	return out
+}
+
 // without returns flags without f (never nil).
 func without(flags []string, f string) []string {
 	out := make([]string, 0, len(flags))

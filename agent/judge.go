@@ -48,14 +48,9 @@ func NewJudge(cfg *config.Config, db *store.DB) (*Judge, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	for name, r := range a.readers {
-		switch st, known := states[name]; {
-		case r.cfg.Enabled != nil:
-			r.suspended.Store(!*r.cfg.Enabled)
-		case known:
-			r.suspended.Store(!st.Enabled)
-		default:
-			r.suspended.Store(cfg.NewReaderState == config.NewReadersSuspended)
-		}
+		st, known := states[name]
+		enabled, _ := stateInForce(r.cfg, cfg.NewReaderState, st, known)
+		r.suspended.Store(!enabled)
 	}
 	ros, err := db.Roster()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/punchclock/punchclock/config"
 	"github.com/punchclock/punchclock/punch"
 	"github.com/punchclock/punchclock/roster"
+	"github.com/punchclock/punchclock/store"
 )
 
 // readerInfo is one configured reader as the writer decides at it.
@@ -46,15 +47,7 @@ func (a *Agent) loadReaderStates() error {
 	now := a.opts.Now()
 	for name, r := range a.readers {
 		st, known := kept[name]
-		enabled, by := true, "config"
-		switch {
-		case r.cfg.Enabled != nil:
-			enabled = *r.cfg.Enabled
-		case known:
-			enabled, by = st.Enabled, st.By
-		case a.cfg.NewReaderState == config.NewReadersSuspended:
-			enabled, by = false, "new_readers"
-		}
+		enabled, by := stateInForce(r.cfg, a.cfg.NewReaderState, st, known)
 		if !known || st.Enabled != enabled {
 			if _, err := a.db.SetReaderState(name, enabled, by, now); err != nil {
 				return fmt.Errorf("agent: %w", err)
@@ -66,6 +59,21 @@ func (a *Agent) loadReaderStates() error {
 		}
 	}
 	return nil
+}
+
+// stateInForce is a reader's state at start: an `enabled` key in its
+// configuration wins; otherwise the state the store kept (known); a
+// reader the device never ran starts as new_readers says. by says which.
+func stateInForce(rc config.Reader, newReaders string, st store.ReaderState, known bool) (enabled bool, by string) {
+	switch {
+	case rc.Enabled != nil:
+		return *rc.Enabled, "config"
+	case known:
+		return st.Enabled, st.By
+	case newReaders == config.NewReadersSuspended:
+		return false, "new_readers"
+	}
+	return true, "config"
 }
 
 // SetReaderEnabled enables or suspends a reader at run time, durably.

@@ -122,25 +122,7 @@ func loadRoster(t *testing.T) *roster.Roster {
 // agent does: from the stored roster and open entries.
 func record(t *testing.T, db *DB, emp string, at time.Time) punch.Outcome {
 	t.Helper()
-	r, err := db.Roster()
-	if err != nil || r == nil {
-		t.Fatalf("roster: %v, %v", r, err)
-	}
-	var e *roster.Employee
-	for i := range r.Employees {
-		if r.Employees[i].ID == emp {
-			e = &r.Employees[i]
-		}
-	}
-	open, err := db.OpenEntries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := punch.Decide(punch.Input{Reader: "front", Mode: punch.ModeToggle, CredType: "card", At: at, ClockSynced: true, Employee: e, Open: open[emp]})
-	if err := db.Append([]*punch.Outcome{&out}); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return recordClock(t, db, emp, at, true)
 }
 
 func TestRosterReplace(t *testing.T) {

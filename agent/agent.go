@@ -191,12 +191,7 @@ func New(opts Options) (*Agent, error) {
 	a.rosters.ready = make(chan struct{}, 1)
 	a.erase = eraser{pending: map[int]bool{}, wake: make(chan struct{}, 1)}
 	a.flood = flood.New(flood.Options{})
-	for _, r := range cfg.Readers {
-		a.readers[r.Name] = &readerInfo{cfg: r}
-		if r.Keypad != "" {
-			a.keypadOf[r.Keypad] = r.Name
-		}
-	}
+	a.addReaders(cfg.Readers)
 	for _, r := range opts.Readers {
 		if _, ok := a.readers[r.Name()]; !ok {
 			return nil, fmt.Errorf("agent: reader %q is not in the config", r.Name())

@@ -37,12 +37,7 @@ func NewJudge(cfg *config.Config, db *store.DB) (*Judge, error) {
 	}
 	a.opts.Now = time.Now
 	a.log = slog.New(slog.DiscardHandler)
-	for _, r := range cfg.Readers {
-		a.readers[r.Name] = &readerInfo{cfg: r}
-		if r.Keypad != "" {
-			a.keypadOf[r.Keypad] = r.Name
-		}
-	}
+	a.addReaders(cfg.Readers)
 	states, err := db.ReaderStates()
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

@@ -19,6 +19,17 @@ type readerInfo struct {
 	suspended atomic.Bool
 }
 
+// addReaders records the configured readers, and which card reader each
+// keypad types for.
+func (a *Agent) addReaders(rs []config.Reader) {
+	for _, r := range rs {
+		a.readers[r.Name] = &readerInfo{cfg: r}
+		if r.Keypad != "" {
+			a.keypadOf[r.Keypad] = r.Name
+		}
+	}
+}
+
 // mode is the direction the reader asks for when nothing chose one.
 func (r *readerInfo) mode() string {
 	switch r.cfg.Direction {
